@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The event loop: epoll (edge-triggered by default) plus one-shot timers, one
+ * thread, no locks.  The only place in revsock that reads the clock.
+ */
+#ifndef REVSOCK_LOOP_H
+#define REVSOCK_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct loop;
+struct loop_io;
+
+typedef void (*loop_io_fn)(struct loop *l, struct loop_io *io, uint32_t events);
+typedef void (*loop_timer_fn)(struct loop *l, void *ctx);
+
+/* Embed in the object that owns the fd; container_of it in the callback. */
+struct loop_io {
+	int fd;
+	loop_io_fn fn;
+	uint32_t events;
+};
+
+struct loop *loop_new(void);
+void loop_free(struct loop *l);
+
+/* Monotonic milliseconds; cached per iteration (loop_now) or fresh (loop_clock). */
+uint64_t loop_now(const struct loop *l);
+uint64_t loop_clock(void);
+
+int loop_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loop_io_fn fn);
+int loop_mod(struct loop *l, struct loop_io *io, uint32_t events);
+void loop_del(struct loop *l, struct loop_io *io); /* does not close the fd */
+
+/* One-shot timer; returns an id > 0 (0 on allocation failure). */
+uint64_t loop_timer_add(struct loop *l, uint64_t delay_ms, loop_timer_fn fn, void *ctx);
+void loop_timer_cancel(struct loop *l, uint64_t id);
+
+/* Run a callback once at the end of the current iteration (deferred work). */
+int loop_defer(struct loop *l, loop_timer_fn fn, void *ctx);
+
+/* Run until loop_stop; returns 0. */
+int loop_run(struct loop *l);
+void loop_stop(struct loop *l);
+bool loop_stopping(const struct loop *l);
+
+#endif
