@@ -38,8 +38,11 @@ UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 TOOL_SRCS  := $(wildcard tests/tools/*.c)
 TOOL_BINS  := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 
-.PHONY: all deps demo test unit integration bench clean
+.PHONY: all print-deps deps demo test unit integration bench clean
 all: $(BUILD)/revsock $(TOOL_BINS)
+
+print-deps:
+	@echo $(DEPS)
 
 deps:
 	@missing=""; for p in $(DEPS); do \

@@ -7,6 +7,7 @@
 #define REVSOCK_LOOP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 struct loop;
@@ -31,13 +32,28 @@ uint64_t loop_clock(void);
 
 int loop_add(struct loop *l, struct loop_io *io, int fd, uint32_t events, loop_io_fn fn);
 int loop_mod(struct loop *l, struct loop_io *io, uint32_t events);
-void loop_del(struct loop *l, struct loop_io *io); /* does not close the fd */
+/* Stop watching; pending events of this batch for io are skipped.  Does not
+ * close the fd.  Free io's owner with loop_defer, not at once. */
+void loop_del(struct loop *l, struct loop_io *io);
 
-/* One-shot timer; returns an id > 0 (0 on allocation failure). */
-uint64_t loop_timer_add(struct loop *l, uint64_t delay_ms, loop_timer_fn fn, void *ctx);
-void loop_timer_cancel(struct loop *l, uint64_t id);
+/* A one-shot timer embedded in its owner: arming needs no allocation and
+ * disarming is O(log n), so owners can re-arm freely on every event. */
+struct loop_timer {
+	uint64_t deadline;
+	loop_timer_fn fn;
+	void *ctx;
+	size_t heap_idx; /* 0 = not armed */
+};
 
-/* Run a callback once at the end of the current iteration (deferred work). */
+void loop_timer_arm(struct loop *l, struct loop_timer *t, uint64_t delay_ms, loop_timer_fn fn, void *ctx);
+void loop_timer_disarm(struct loop *l, struct loop_timer *t);
+static inline bool loop_timer_armed(const struct loop_timer *t) { return t->heap_idx != 0; }
+
+/*
+ * Run a callback after the current batch of events (deferred work, and the
+ * safe place to free an object whose loop_io may still have a pending event
+ * in this batch).  Returns 0 or -ENOMEM.
+ */
 int loop_defer(struct loop *l, loop_timer_fn fn, void *ctx);
 
 /* Run until loop_stop; returns 0. */

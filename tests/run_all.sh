@@ -1,0 +1,46 @@
+#!/bin/bash
+# The whole suite, as `make test` runs it: unit tests, then the integration
+# suites.  Each suite prints "<name>: N passed, N failed[, N skipped]"; the
+# last line here sums them.  Exit status 1 if anything failed.
+set -u
+cd "$(dirname "$0")/.."
+total_pass=0 total_fail=0 total_skip=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+run_suite() {
+	local name=$1; shift
+	echo "=== $name"
+	"$@" 2>&1 | tee "$log"
+	local rc=${PIPESTATUS[0]}
+	local line
+	line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+	if [ -z "$line" ]; then
+		echo "$name: no summary line (exit $rc): counted as 1 failed"
+		total_fail=$((total_fail + 1))
+		return
+	fi
+	local p f s
+	p=$(sed -E 's/.* ([0-9]+) passed.*/\1/' <<<"$line")
+	f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$line")
+	s=0
+	grep -qE '[0-9]+ skipped' <<<"$line" && s=$(sed -E 's/.* ([0-9]+) skipped.*/\1/' <<<"$line")
+	total_pass=$((total_pass + p)) total_fail=$((total_fail + f)) total_skip=$((total_skip + s))
+	if [ "$rc" != 0 ] && [ "$f" = 0 ]; then
+		echo "$name: exit status $rc with no failed test: counted as 1 failed"
+		total_fail=$((total_fail + 1))
+	fi
+}
+
+unit_bins=$(ls build/tests/test_* 2>/dev/null)
+run_suite unit tests/run_unit.sh $unit_bins
+run_suite integration python3 tests/integration/run.py
+for extra in tests/integration/netns_*.py; do
+	[ -e "$extra" ] && run_suite "$(basename "$extra" .py)" python3 "$extra"
+done
+if [ -n "${REVSOCK_VMTEST:-}" ] || [ -e tests/vm/vm.mk ]; then
+	[ -z "${REVSOCK_SKIP_VM:-}" ] && [ -x tests/vm/vmtest.sh ] && run_suite vmtest make --no-print-directory vmtest
+fi
+
+echo "total: $total_pass passed, $total_fail failed, $total_skip skipped"
+[ "$total_fail" = 0 ]

@@ -1,0 +1,198 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Portal (public side, mux client): tunnels arrive on an inbound routed to
+ * the portal's tag with the portal's domain as target; users arrive on other
+ * inbounds routed to the same tag and are multiplexed over the tunnels.
+ */
+#include <errno.h>
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "log.h"
+#include "policy.h"
+#include "proxy.h"
+
+static void heartbeat_fired(struct loop *l, void *ctx);
+
+static int portal_add_tunnel(struct portal *p, struct tunnel *t)
+{
+	if (p->n_tunnels == p->cap_tunnels) {
+		size_t cap = p->cap_tunnels ? p->cap_tunnels * 2 : 8;
+		struct tunnel **v = realloc(p->tunnels, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		p->tunnels = v;
+		p->cap_tunnels = cap;
+	}
+	p->tunnels[p->n_tunnels++] = t;
+	return 0;
+}
+
+/* Send one Control message on the control session: random 0..63 bytes as V2Ray. */
+static int send_control(struct tunnel *t, enum control_state state, bool as_new)
+{
+	uint8_t random[CONTROL_RANDOM_MAX + 1], msg[CONTROL_MAX_ENCODED];
+	struct mux_frame f = { .session_id = MUX_CONTROL_SESSION_ID, .status = as_new ? MUX_NEW : MUX_KEEP };
+	ssize_t n;
+
+	if (RAND_bytes(random, sizeof(random)) != 1)
+		return -EIO;
+	n = control_encode(msg, sizeof(msg), state, random + 1, random[0] % (CONTROL_RANDOM_MAX + 1));
+	if (n < 0)
+		return (int)n;
+	if (as_new)
+		mux_target_from_host(&f.target, MUX_NET_UDP, MUX_CONTROL_DOMAIN, 0);
+	/* V2Ray drops empty writes, so an empty ACTIVE message is not sent. */
+	if (n == 0)
+		return as_new ? tunnel_send_frame(t, &f, NULL, 0) : 0;
+	return tunnel_send_frame(t, &f, msg, (size_t)n);
+}
+
+void portal_tunnel_start(struct tunnel *t)
+{
+	/* The control session is always the first id: 1. */
+	t->next_id = MUX_CONTROL_SESSION_ID;
+	t->total_sessions = 1;
+	t->control_open = true;
+	if (send_control(t, CONTROL_ACTIVE, true) < 0) {
+		tunnel_close(t, "cannot open the control session");
+		return;
+	}
+	loop_timer_arm(t->px->loop, &t->heartbeat, PORTAL_HEARTBEAT_MS, heartbeat_fired, t);
+}
+
+static void heartbeat_fired(struct loop *l, void *ctx)
+{
+	struct tunnel *t = ctx;
+
+	switch (portal_heartbeat(t->total_sessions, t->draining, t->closed)) {
+	case HEARTBEAT_NONE:
+		return;
+	case HEARTBEAT_ACTIVE:
+		if (send_control(t, CONTROL_ACTIVE, false) < 0)
+			return;
+		break;
+	case HEARTBEAT_DRAIN:
+		log_info("tunnel %llu draining after %u sessions", (unsigned long long)t->id, t->total_sessions);
+		t->draining = true;
+		if (send_control(t, CONTROL_DRAIN, false) == 0) {
+			struct mux_frame end = { .session_id = MUX_CONTROL_SESSION_ID, .status = MUX_END };
+
+			tunnel_send_frame(t, &end, NULL, 0);
+		}
+		t->control_open = false;
+		if (portal_drained_tunnel_may_close(t->draining, t->live_sessions))
+			tunnel_finish(t, "drained");
+		return;
+	}
+	loop_timer_arm(l, &t->heartbeat, PORTAL_HEARTBEAT_MS, heartbeat_fired, t);
+}
+
+void portal_tunnel_accepted(struct portal *p, int fd, const char *peer)
+{
+	struct tunnel *t = tunnel_new(p->px, fd, TUNNEL_PORTAL, false, peer);
+
+	if (!t) {
+		close(fd);
+		return;
+	}
+	t->portal = p;
+	if (portal_add_tunnel(p, t) < 0) {
+		tunnel_close(t, "out of memory");
+		return;
+	}
+	log_info("tunnel %llu up from %s (portal %s)", (unsigned long long)t->id, peer, p->cfg->tag);
+	portal_tunnel_start(t);
+}
+
+void portal_tunnel_gone(struct tunnel *t)
+{
+	struct portal *p = t->portal;
+
+	for (size_t i = 0; p && i < p->n_tunnels; i++) {
+		if (p->tunnels[i] == t) {
+			memmove(&p->tunnels[i], &p->tunnels[i + 1], (p->n_tunnels - i - 1) * sizeof(*p->tunnels));
+			p->n_tunnels--;
+			break;
+		}
+	}
+}
+
+void portal_session_gone(struct tunnel *t)
+{
+	if (!t->closed && portal_drained_tunnel_may_close(t->draining, t->live_sessions))
+		tunnel_finish(t, "drained");
+}
+
+static struct tunnel *portal_pick(struct portal *p)
+{
+	struct picker_view v[64];
+	size_t n = p->n_tunnels < 64 ? p->n_tunnels : 64;
+	int i;
+
+	for (size_t k = 0; k < n; k++) {
+		struct tunnel *t = p->tunnels[k];
+
+		v[k] = (struct picker_view){
+			.live_sessions = t->live_sessions + t->control_open,
+			.draining = t->draining,
+			.closed = t->closed || t->closing || t->failed,
+			.suspended = t->suspended,
+		};
+	}
+	i = picker_pick(v, n);
+	return i < 0 ? NULL : p->tunnels[i];
+}
+
+void portal_user_accepted(struct portal *p, int fd, const struct mux_target *target)
+{
+	uint8_t *first = p->px->scratch;
+	struct tunnel *t = portal_pick(p);
+	ssize_t n;
+
+	if (!t) {
+		log_warn("portal %s: no tunnel available, user connection closed", p->cfg->tag);
+		close(fd);
+		return;
+	}
+	/* New goes out at once (V2Ray waits 100 ms); the first payload rides in
+	 * it only if it has already arrived. */
+	n = recv(fd, first, MUX_STREAM_DATA_MAX, MSG_DONTWAIT);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+		close(fd);
+		return;
+	}
+	if (!tunnel_open_session(t, SESSION_TCP, fd, target, first, n > 0 ? (size_t)n : 0)) {
+		log_warn("portal %s: cannot open a session on tunnel %llu", p->cfg->tag, (unsigned long long)t->id);
+		close(fd);
+	}
+}
+
+struct session *portal_udp_session(struct portal *p, struct udp_inbound *uin,
+				   const struct sockaddr_storage *peer, socklen_t peer_len,
+				   const struct mux_target *target, const uint8_t *first, size_t len)
+{
+	struct tunnel *t = portal_pick(p);
+	struct session *s;
+
+	if (!t) {
+		log_warn("portal %s: no tunnel available, datagram dropped", p->cfg->tag);
+		return NULL;
+	}
+	if (len > MUX_UDP_DATA_MAX)
+		len = 0; /* oversized datagram: open the session without it */
+	s = tunnel_open_session(t, SESSION_UDP_INBOUND, -1, target, first, len);
+	if (!s)
+		return NULL;
+	s->uin = uin;
+	memcpy(&s->peer, peer, sizeof(s->peer));
+	s->peer_len = peer_len;
+	HASH_ADD(hh_peer, uin->sessions, peer, sizeof(s->peer), s);
+	session_touch_udp(s);
+	return s;
+}

@@ -1,0 +1,242 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The running proxy: one process, one event loop, the objects that own
+ * sockets.  Decisions are taken in policy.c / router.c; this layer carries
+ * them out.
+ *
+ *   inbound (dokodemo-door)  --user-->  portal --picks--> tunnel (mux client)
+ *   tunnel (mux server) --New--> bridge --routes--> outbound (freedom) --> service
+ */
+#ifndef REVSOCK_PROXY_H
+#define REVSOCK_PROXY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uthash.h>
+
+#include "config.h"
+#include "loop.h"
+#include "mux.h"
+
+struct proxy;
+struct tunnel;
+struct session;
+
+/* A byte queue of heap chunks; frames are never split across owners. */
+struct chunk {
+	struct chunk *next;
+	uint32_t off, len;
+	uint8_t data[];
+};
+
+struct chunkq {
+	struct chunk *head, *tail;
+	size_t bytes;
+};
+
+enum tunnel_role {
+	TUNNEL_PORTAL, /* we are the mux client: we open sessions */
+	TUNNEL_BRIDGE, /* we are the mux server: the portal opens sessions */
+};
+
+struct portal {
+	struct proxy *px;
+	const struct config_reverse_entry *cfg;
+	struct tunnel **tunnels; /* in order of arrival: the picker's tie-break */
+	size_t n_tunnels, cap_tunnels;
+};
+
+struct bridge {
+	struct proxy *px;
+	const struct config_reverse_entry *cfg;
+	struct tunnel **tunnels;
+	size_t n_tunnels, cap_tunnels;
+	struct loop_timer monitor;
+	uint64_t last_dial_ms;
+};
+
+enum session_kind {
+	SESSION_TCP,         /* a stream socket of our own */
+	SESSION_UDP,         /* bridge: a connected UDP socket of our own */
+	SESSION_UDP_INBOUND, /* portal: a peer address on a shared inbound UDP socket */
+};
+
+struct udp_inbound;
+
+struct session {
+	UT_hash_handle hh; /* tunnel->sessions, by id */
+	uint16_t id;
+	struct tunnel *t;
+	enum session_kind kind;
+	struct loop_io io;     /* fd < 0 for SESSION_UDP_INBOUND */
+	uint64_t serial;       /* for logs */
+
+	/* SESSION_UDP_INBOUND */
+	struct udp_inbound *uin;
+	struct sockaddr_storage peer;
+	socklen_t peer_len;
+	UT_hash_handle hh_peer; /* uin->sessions, by peer address */
+	struct loop_timer udp_idle;
+
+	bool connecting;       /* bridge: dial in progress */
+	bool local_readable;   /* an edge said readable and we have not hit EAGAIN */
+	bool local_eof;        /* no more reads from the local socket */
+	bool in_waitq;
+	struct session *wait_next;
+	bool close_after_flush;/* graceful End: deliver what is buffered, then close */
+	bool dead;             /* removed from everything, free pending */
+
+	struct chunkq to_local;/* bytes from the tunnel not yet written locally */
+	bool blocking_tunnel;  /* to_local over the bound: the tunnel's reads wait */
+	struct loop_timer stall;
+	uint64_t delivered;    /* bytes written to the local socket */
+	uint64_t sent;         /* bytes framed toward the tunnel */
+};
+
+struct tunnel {
+	struct loop_io io;
+	struct proxy *px;
+	enum tunnel_role role;
+	uint64_t id;
+	char peer[80];
+	struct portal *portal; /* TUNNEL_PORTAL */
+	struct bridge *bridge; /* TUNNEL_BRIDGE */
+	struct tunnel *all_next, *all_prev;
+
+	bool connecting;       /* bridge: dial in progress */
+	bool closed;
+	bool closing;          /* flush the output, then close */
+	bool failed;           /* error: close at the end of this batch */
+	bool close_scheduled;
+	char close_reason[96];
+	bool draining;         /* portal: DRAIN sent; bridge: DRAIN received */
+	bool suspended;        /* link trouble: no new sessions (netlink) */
+	bool control_open;     /* the control session (id 1) is live */
+
+	/* receive side */
+	struct mux_decoder dec;
+	uint8_t *rbuf;
+	size_t rbuf_off, rbuf_len;
+	bool rx_more;          /* the socket may hold unread bytes (edge already consumed) */
+	bool rx_scheduled;
+	struct session *rx_blocked_by;
+	struct session *cur;   /* session of the frame being decoded, or NULL */
+	uint8_t cur_kind;      /* CUR_* in tunnel.c */
+	uint8_t *pkt;          /* a datagram or control block being gathered */
+	size_t pkt_len;
+	uint64_t last_rx_ms;
+	uint64_t rx_bytes, tx_bytes;
+
+	/* send side */
+	struct chunkq out;
+	struct session *wait_head, *wait_tail; /* sessions with data, waiting for room */
+	bool wait_scheduled;
+
+	/* sessions */
+	struct session *sessions; /* uthash by id */
+	unsigned live_sessions;   /* user sessions, control excluded */
+	uint32_t total_sessions;  /* portal: ids ever allocated, control included */
+	uint16_t next_id;
+
+	struct loop_timer heartbeat; /* portal */
+	struct loop_timer idle;      /* bridge */
+};
+
+/* A portal-side UDP dokodemo-door socket: one session per client address. */
+struct udp_inbound {
+	struct loop_io io;
+	struct proxy *px;
+	const struct config_inbound *cfg;
+	struct session *sessions; /* by peer address (hh_peer) */
+};
+
+struct tcp_inbound {
+	struct loop_io io;
+	struct proxy *px;
+	const struct config_inbound *cfg;
+};
+
+struct proxy {
+	struct loop *loop;
+	const struct config *cfg;
+	struct portal *portals;
+	size_t n_portals;
+	struct bridge *bridges;
+	size_t n_bridges;
+	struct tcp_inbound *tcp_in;
+	size_t n_tcp_in;
+	struct udp_inbound *udp_in;
+	size_t n_udp_in;
+	struct tunnel *all_tunnels;
+	uint64_t next_tunnel_id;
+	uint64_t next_session_serial;
+	uint8_t *scratch;       /* one frame: header room + MUX_STREAM_DATA_MAX */
+	struct loop_io sig_io;
+	struct loop_timer stop_timer;
+	bool stopping;
+};
+
+/* Bounds of the send side of a tunnel. */
+#define TUNNEL_RBUF_SIZE (256 * 1024)
+#define TUNNEL_OUT_HIGH (1024 * 1024)      /* stop reading local sockets above */
+#define TUNNEL_OUT_LOW (256 * 1024)        /* resume below */
+#define TUNNEL_OUT_HARD (64 * 1024 * 1024) /* a peer that never reads: close */
+
+/* proxy.c */
+int proxy_start(struct proxy *px, struct loop *l, const struct config *cfg);
+void proxy_stop(struct proxy *px); /* stop accepting, end sessions, exit the loop soon */
+void proxy_free(struct proxy *px);
+
+/* tunnel.c: the data path of one tunnel connection */
+struct tunnel *tunnel_new(struct proxy *px, int fd, enum tunnel_role role, bool connecting, const char *peer);
+void tunnel_close(struct tunnel *t, const char *reason);
+void tunnel_finish(struct tunnel *t, const char *reason); /* flush, then close */
+int tunnel_send_frame(struct tunnel *t, const struct mux_frame *f, const uint8_t *data, size_t len);
+struct session *tunnel_open_session(struct tunnel *t, enum session_kind kind, int fd,
+				    const struct mux_target *target, const uint8_t *first, size_t first_len);
+struct session *session_find(struct tunnel *t, uint16_t id);
+void session_send_datagram(struct session *s, const uint8_t *data, size_t len);
+void session_end(struct session *s, bool error, const char *why);
+void session_local_connected(struct session *s);
+void session_touch_udp(struct session *s);
+int session_attach_fd(struct session *s, int fd, bool connecting);
+void session_abort_local(struct session *s, const char *why); /* local side failed: End+Error */
+struct session *session_new_bridge(struct tunnel *t, uint16_t id, enum session_kind kind);
+void chunkq_clear(struct chunkq *q);
+
+/* portal.c */
+void portal_tunnel_accepted(struct portal *p, int fd, const char *peer);
+void portal_user_accepted(struct portal *p, int fd, const struct mux_target *target);
+struct session *portal_udp_session(struct portal *p, struct udp_inbound *uin,
+				   const struct sockaddr_storage *peer, socklen_t peer_len,
+				   const struct mux_target *target, const uint8_t *first, size_t len);
+void portal_tunnel_start(struct tunnel *t);
+void portal_tunnel_gone(struct tunnel *t);
+void portal_session_gone(struct tunnel *t);
+
+/* bridge.c */
+int bridge_start(struct bridge *b);
+void bridge_tunnel_connected(struct tunnel *t);
+void bridge_tunnel_gone(struct tunnel *t);
+void bridge_new_session(struct tunnel *t, const struct mux_frame *f);
+void bridge_control_block(struct tunnel *t, const uint8_t *data, size_t len);
+void bridge_monitor_now(struct bridge *b);
+
+/* inbound.c */
+int inbounds_start(struct proxy *px);
+void inbounds_stop(struct proxy *px);
+
+/* outbound.c: freedom / blackhole.  The callback gets a connected (or
+ * connecting, *connecting set) fd or a negative errno. */
+typedef void (*dial_fn)(struct proxy *px, void *ctx, int fd, bool connecting, int err);
+int outbound_dial(struct proxy *px, const struct config_outbound *ob, const struct mux_target *target,
+		  dial_fn cb, void *ctx);
+void outbound_cancel(struct proxy *px, void *ctx);
+
+/* sockets */
+int sock_set_common(int fd, bool tcp);
+void sock_reset_close(int fd);
+const char *sockaddr_str(const struct sockaddr *sa, char *buf, size_t cap);
+
+#endif

@@ -1,0 +1,1021 @@
+// SPDX-License-Identifier: MIT
+/*
+ * One tunnel connection: Mux.Cool frames in and out, its session table, its
+ * write queue, and the userspace data path between the tunnel and each
+ * session's local socket.
+ *
+ * Flow control, which V2Ray lacks (§1.7 of the reference):
+ *  - toward a local socket, each session buffers at most sessionBufferBytes;
+ *    above that the tunnel stops reading (only this tunnel, only until the
+ *    session drains), and a session that makes no progress for
+ *    sessionStallTimeout is ended with End+Error and reset, so the tunnel
+ *    resumes.  A stalled consumer costs others at most that long.
+ *  - toward the tunnel, local sockets are read only while the tunnel's write
+ *    queue is below TUNNEL_OUT_HIGH; reading the tunnel never waits for our
+ *    own writes, so a peer that blocks cannot deadlock us.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "control.h"
+#include "log.h"
+#include "policy.h"
+#include "proxy.h"
+
+enum cur_kind {
+	CUR_DISCARD = 0, /* payload of this frame is dropped */
+	CUR_STREAM,      /* payload goes to t->cur's local socket */
+	CUR_DATAGRAM,    /* payload is one datagram for t->cur: gather it */
+	CUR_CONTROL,     /* bridge: payload is one Control message: gather it */
+	CUR_END,         /* End frame: payload dropped, act at frame end */
+};
+
+#define PKT_MAX (MUX_STREAM_DATA_MAX + 1)
+#define RX_BUDGET (4u * 1024 * 1024) /* bytes handled per callback before yielding */
+#define UP_BUDGET (256u * 1024)       /* bytes read from one local socket per turn */
+
+static void tunnel_rx(struct tunnel *t);
+static void tunnel_tx(struct tunnel *t);
+static void session_pump_up(struct session *s);
+static void session_flush_local(struct session *s);
+static void session_destroy(struct session *s);
+
+/* ---------- chunk queue ---------- */
+
+static int chunkq_append(struct chunkq *q, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	struct chunk *c = malloc(sizeof(*c) + alen + blen);
+
+	if (!c)
+		return -ENOMEM;
+	c->next = NULL;
+	c->off = 0;
+	c->len = (uint32_t)(alen + blen);
+	if (alen)
+		memcpy(c->data, a, alen);
+	if (blen)
+		memcpy(c->data + alen, b, blen);
+	if (q->tail)
+		q->tail->next = c;
+	else
+		q->head = c;
+	q->tail = c;
+	q->bytes += alen + blen;
+	return 0;
+}
+
+/* Drop n bytes from the front. */
+static void chunkq_consume(struct chunkq *q, size_t n)
+{
+	q->bytes -= n;
+	while (n) {
+		struct chunk *c = q->head;
+		size_t left = c->len - c->off;
+
+		if (n < left) {
+			c->off += (uint32_t)n;
+			return;
+		}
+		n -= left;
+		q->head = c->next;
+		if (!q->head)
+			q->tail = NULL;
+		free(c);
+	}
+}
+
+void chunkq_clear(struct chunkq *q)
+{
+	while (q->head) {
+		struct chunk *c = q->head;
+
+		q->head = c->next;
+		free(c);
+	}
+	q->tail = NULL;
+	q->bytes = 0;
+}
+
+static int chunkq_iov(const struct chunkq *q, struct iovec *iov, int max)
+{
+	int n = 0;
+
+	for (struct chunk *c = q->head; c && n < max; c = c->next) {
+		iov[n].iov_base = c->data + c->off;
+		iov[n].iov_len = c->len - c->off;
+		n++;
+	}
+	return n;
+}
+
+/* ---------- tunnel send side ---------- */
+
+static void tunnel_schedule_close(struct tunnel *t, const char *reason);
+
+/*
+ * Queue one whole frame (header a, payload b).  When nothing is queued the
+ * frame is written at once from the caller's buffers and only what the
+ * socket did not take is copied.
+ */
+static int tunnel_queue(struct tunnel *t, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
+{
+	size_t done = 0;
+
+	if (t->closed || t->failed)
+		return -EPIPE;
+	if (!t->out.bytes && !t->connecting) {
+		struct iovec iov[2] = { { (void *)a, alen }, { (void *)b, blen } };
+		ssize_t n = writev(t->io.fd, iov, blen ? 2 : 1);
+
+		if (n > 0) {
+			done = (size_t)n;
+			t->tx_bytes += (size_t)n;
+		} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			tunnel_schedule_close(t, strerror(errno));
+			return -EPIPE;
+		}
+		if (done == alen + blen)
+			return 0;
+	}
+	if (done < alen) {
+		if (chunkq_append(&t->out, a + done, alen - done, b, blen) < 0)
+			goto nomem;
+	} else {
+		if (chunkq_append(&t->out, NULL, 0, b + (done - alen), blen - (done - alen)) < 0)
+			goto nomem;
+	}
+	if (t->out.bytes > TUNNEL_OUT_HARD) {
+		tunnel_schedule_close(t, "peer is not reading the tunnel");
+		return -EPIPE;
+	}
+	return 0;
+nomem:
+	tunnel_schedule_close(t, "out of memory");
+	return -ENOMEM;
+}
+
+int tunnel_send_frame(struct tunnel *t, const struct mux_frame *f, const uint8_t *data, size_t len)
+{
+	uint8_t hdr[MUX_HDR_MAX];
+	struct mux_frame fr = *f;
+	ssize_t hlen;
+
+	if (data || len) {
+		fr.option |= MUX_OPT_DATA;
+		fr.has_data = true;
+		fr.data_len = (uint16_t)len;
+	}
+	hlen = mux_encode_header(hdr, sizeof(hdr), &fr);
+	if (hlen < 0)
+		return (int)hlen;
+	return tunnel_queue(t, hdr, (size_t)hlen, data, len);
+}
+
+static void tunnel_send_end(struct tunnel *t, uint16_t id, bool error)
+{
+	uint8_t hdr[6] = { 0, 4, (uint8_t)(id >> 8), (uint8_t)id, MUX_END, error ? MUX_OPT_ERROR : 0 };
+
+	tunnel_queue(t, hdr, sizeof(hdr), NULL, 0);
+}
+
+static void wait_service(struct loop *l, void *ctx);
+
+static void tunnel_wake_waiters(struct tunnel *t)
+{
+	if (t->wait_head && !t->wait_scheduled && t->out.bytes < TUNNEL_OUT_LOW) {
+		t->wait_scheduled = true;
+		loop_defer(t->px->loop, wait_service, t);
+	}
+}
+
+static void tunnel_tx(struct tunnel *t)
+{
+	struct iovec iov[64];
+
+	while (t->out.bytes) {
+		int n = chunkq_iov(&t->out, iov, 64);
+		ssize_t w = writev(t->io.fd, iov, n);
+
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN)
+				tunnel_close(t, strerror(errno));
+			return;
+		}
+		t->tx_bytes += (size_t)w;
+		chunkq_consume(&t->out, (size_t)w);
+	}
+	if (t->closing) {
+		tunnel_close(t, t->close_reason);
+		return;
+	}
+	tunnel_wake_waiters(t);
+}
+
+/* ---------- sessions ---------- */
+
+struct session *session_find(struct tunnel *t, uint16_t id)
+{
+	struct session *s;
+
+	HASH_FIND(hh, t->sessions, &id, sizeof(id), s);
+	return s;
+}
+
+static void session_on_io(struct loop *l, struct loop_io *io, uint32_t events);
+
+static struct session *session_alloc(struct tunnel *t, uint16_t id, enum session_kind kind)
+{
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	s->id = id;
+	s->t = t;
+	s->kind = kind;
+	s->io.fd = -1;
+	s->serial = ++t->px->next_session_serial;
+	HASH_ADD(hh, t->sessions, id, sizeof(s->id), s);
+	t->live_sessions++;
+	return s;
+}
+
+static int session_watch(struct session *s, int fd)
+{
+	return loop_add(s->t->px->loop, &s->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, session_on_io);
+}
+
+struct session *session_new_bridge(struct tunnel *t, uint16_t id, enum session_kind kind)
+{
+	return session_alloc(t, id, kind);
+}
+
+static bool id_in_use(void *ctx, uint16_t id)
+{
+	return session_find(ctx, id) != NULL;
+}
+
+/* Portal: allocate an id, send New (with the first payload if we have it). */
+struct session *tunnel_open_session(struct tunnel *t, enum session_kind kind, int fd,
+				    const struct mux_target *target, const uint8_t *first, size_t first_len)
+{
+	struct mux_frame f = { .status = MUX_NEW, .target = *target };
+	uint16_t id = portal_next_session_id(&t->next_id, id_in_use, t);
+	struct session *s;
+
+	if (!id)
+		return NULL;
+	s = session_alloc(t, id, kind);
+	if (!s)
+		return NULL;
+	t->total_sessions++;
+	f.session_id = id;
+	if (fd >= 0 && session_watch(s, fd) < 0) {
+		session_destroy(s);
+		return NULL;
+	}
+	if (tunnel_send_frame(t, &f, first, first_len) < 0) {
+		session_destroy(s);
+		return NULL;
+	}
+	s->sent += first_len;
+	return s;
+}
+
+static void session_unblock_tunnel(struct session *s);
+
+static void session_stall_fired(struct loop *l, void *ctx)
+{
+	struct session *s = ctx;
+
+	log_warn("tunnel %llu session %u: no progress for %us with %zu bytes buffered: ended with error, reset",
+		 (unsigned long long)s->t->id, s->id, s->t->px->cfg->revsock.session_stall_timeout_s,
+		 s->to_local.bytes);
+	if (s->io.fd >= 0) {
+		loop_del(l, &s->io);
+		sock_reset_close(s->io.fd);
+		s->io.fd = -1;
+	}
+	session_end(s, true, NULL);
+}
+
+static void session_check_bound(struct session *s)
+{
+	struct tunnel *t = s->t;
+	size_t limit = t->px->cfg->revsock.session_buffer_bytes;
+
+	if (s->to_local.bytes >= limit && !s->blocking_tunnel) {
+		s->blocking_tunnel = true;
+		t->rx_blocked_by = s;
+		loop_timer_arm(t->px->loop, &s->stall, t->px->cfg->revsock.session_stall_timeout_s * 1000ULL,
+			       session_stall_fired, s);
+		log_debug("tunnel %llu session %u: buffer full (%zu bytes), tunnel paused",
+			  (unsigned long long)t->id, s->id, s->to_local.bytes);
+	} else if (s->blocking_tunnel && s->to_local.bytes <= limit / 2) {
+		session_unblock_tunnel(s);
+	}
+}
+
+static void rx_resume(struct loop *l, void *ctx)
+{
+	struct tunnel *t = ctx;
+
+	t->rx_scheduled = false;
+	if (!t->closed)
+		tunnel_rx(t);
+}
+
+static void tunnel_schedule_rx(struct tunnel *t)
+{
+	if (!t->rx_scheduled && !t->closed) {
+		t->rx_scheduled = true;
+		loop_defer(t->px->loop, rx_resume, t);
+	}
+}
+
+static void session_unblock_tunnel(struct session *s)
+{
+	struct tunnel *t = s->t;
+
+	if (!s->blocking_tunnel)
+		return;
+	s->blocking_tunnel = false;
+	loop_timer_disarm(t->px->loop, &s->stall);
+	if (t->rx_blocked_by == s) {
+		t->rx_blocked_by = NULL;
+		tunnel_schedule_rx(t);
+	}
+}
+
+static void session_free_cb(struct loop *l, void *ctx)
+{
+	struct session *s = ctx;
+
+	chunkq_clear(&s->to_local);
+	free(s);
+}
+
+/* Forget the session everywhere and close its socket. */
+static void session_destroy(struct session *s)
+{
+	struct tunnel *t = s->t;
+	struct loop *l = t->px->loop;
+
+	if (s->dead)
+		return;
+	s->dead = true;
+	session_unblock_tunnel(s);
+	loop_timer_disarm(l, &s->stall);
+	loop_timer_disarm(l, &s->udp_idle);
+	if (s->connecting)
+		outbound_cancel(t->px, s);
+	if (s->io.fd >= 0) {
+		loop_del(l, &s->io);
+		close(s->io.fd);
+		s->io.fd = -1;
+	}
+	if (s->kind == SESSION_UDP_INBOUND && s->uin)
+		HASH_DELETE(hh_peer, s->uin->sessions, s);
+	HASH_DELETE(hh, t->sessions, s);
+	t->live_sessions--;
+	if (t->cur == s)
+		t->cur = NULL;
+	/* the wait queue holds dead sessions until serviced: skip them there */
+	if (!s->in_waitq)
+		loop_defer(l, session_free_cb, s);
+	if (t->role == TUNNEL_PORTAL)
+		portal_session_gone(t);
+}
+
+/*
+ * End a session on our side: tell the peer (unless the peer ended it), and
+ * close the local socket.  A graceful end first delivers what is buffered.
+ */
+void session_end(struct session *s, bool error, const char *why)
+{
+	struct tunnel *t = s->t;
+
+	if (s->dead)
+		return;
+	if (why)
+		log_info("tunnel %llu session %u ended%s: %s", (unsigned long long)t->id, s->id,
+			 error ? " with error" : "", why);
+	tunnel_send_end(t, s->id, error);
+	session_destroy(s);
+}
+
+/* The peer ended it: with error, drop what is buffered; without, deliver it first. */
+static void session_peer_end(struct session *s, bool error)
+{
+	if (error || !s->to_local.bytes || s->io.fd < 0 || s->connecting) {
+		session_destroy(s);
+		return;
+	}
+	/* Stop reading the user; deliver what is buffered, then close.  The
+	 * entry stays in the table until then so a tunnel close finds it. */
+	s->close_after_flush = true;
+	s->local_eof = true;
+	session_flush_local(s);
+}
+
+void session_abort_local(struct session *s, const char *why)
+{
+	session_end(s, true, why);
+}
+
+/* Write buffered bytes toward the local socket. */
+static void session_flush_local(struct session *s)
+{
+	struct iovec iov[64];
+	bool progress = false;
+
+	while (s->to_local.bytes && s->io.fd >= 0) {
+		int n = chunkq_iov(&s->to_local, iov, 64);
+		ssize_t w;
+
+		if (s->kind == SESSION_UDP)
+			break; /* datagrams are never queued */
+		w = writev(s->io.fd, iov, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN)
+				break;
+			session_end(s, true, strerror(errno));
+			return;
+		}
+		chunkq_consume(&s->to_local, (size_t)w);
+		s->delivered += (size_t)w;
+		progress = true;
+	}
+	if (progress && s->blocking_tunnel) {
+		loop_timer_arm(s->t->px->loop, &s->stall,
+			       s->t->px->cfg->revsock.session_stall_timeout_s * 1000ULL, session_stall_fired, s);
+	}
+	session_check_bound(s);
+	if (!s->to_local.bytes && s->close_after_flush)
+		session_destroy(s);
+}
+
+/* Payload from the tunnel for this session's local socket. */
+static void session_deliver(struct session *s, const uint8_t *data, size_t len)
+{
+	size_t done = 0;
+
+	if (!s->to_local.bytes && !s->connecting && s->io.fd >= 0) {
+		ssize_t w = send(s->io.fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+		if (w > 0) {
+			done = (size_t)w;
+			s->delivered += (size_t)w;
+		} else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+			session_end(s, true, strerror(errno));
+			return;
+		}
+		if (done == len)
+			return;
+	}
+	if (chunkq_append(&s->to_local, data + done, len - done, NULL, 0) < 0) {
+		session_end(s, true, "out of memory");
+		return;
+	}
+	session_check_bound(s);
+}
+
+static void udp_idle_fired(struct loop *l, void *ctx)
+{
+	session_end(ctx, false, "UDP session idle");
+}
+
+/* UDP has no end: a session ends after udpIdleTimeout without a datagram. */
+void session_touch_udp(struct session *s)
+{
+	if (s->kind == SESSION_TCP || s->dead)
+		return;
+	loop_timer_arm(s->t->px->loop, &s->udp_idle, s->t->px->cfg->revsock.udp_idle_timeout_s * 1000ULL,
+		       udp_idle_fired, s);
+}
+
+static void session_deliver_datagram(struct session *s, const uint8_t *data, size_t len)
+{
+	ssize_t w;
+
+	if (s->connecting || s->dead)
+		return; /* UDP: a datagram before the socket exists is lost, as on the wire */
+	if (s->kind == SESSION_UDP_INBOUND)
+		w = sendto(s->uin->io.fd, data, len, MSG_DONTWAIT, (struct sockaddr *)&s->peer, s->peer_len);
+	else
+		w = send(s->io.fd, data, len, MSG_DONTWAIT);
+	if (w >= 0)
+		s->delivered += (size_t)w;
+	session_touch_udp(s);
+}
+
+void session_send_datagram(struct session *s, const uint8_t *data, size_t len)
+{
+	struct tunnel *t = s->t;
+	uint8_t hdr[MUX_KEEP_HDR_LEN];
+
+	if (s->dead || t->closed)
+		return;
+	if (len > MUX_UDP_DATA_MAX) {
+		log_debug("session %u: datagram of %zu bytes dropped (Mux.Cool UDP frames carry at most %d)",
+			  s->id, len, MUX_UDP_DATA_MAX);
+		return;
+	}
+	if (t->out.bytes > TUNNEL_OUT_HIGH)
+		return; /* UDP under congestion: drop, never queue without bound */
+	mux_keep_header(hdr, s->id, (uint16_t)len);
+	if (tunnel_queue(t, hdr, sizeof(hdr), data, len) == 0)
+		s->sent += len;
+	session_touch_udp(s);
+}
+
+static void waitq_push(struct tunnel *t, struct session *s)
+{
+	if (s->in_waitq)
+		return;
+	s->in_waitq = true;
+	s->wait_next = NULL;
+	if (t->wait_tail)
+		t->wait_tail->wait_next = s;
+	else
+		t->wait_head = s;
+	t->wait_tail = s;
+	tunnel_wake_waiters(t);
+}
+
+static void wait_service(struct loop *l, void *ctx)
+{
+	struct tunnel *t = ctx;
+	struct session *end = t->wait_tail;
+
+	t->wait_scheduled = false;
+	/* One round over the sessions waiting now; those that still have data
+	 * requeue themselves behind, so every session gets a turn. */
+	while (t->wait_head && !t->closed && t->out.bytes < TUNNEL_OUT_HIGH) {
+		struct session *s = t->wait_head;
+		bool last = s == end;
+
+		t->wait_head = s->wait_next;
+		if (!t->wait_head)
+			t->wait_tail = NULL;
+		s->in_waitq = false;
+		if (s->dead)
+			loop_defer(l, session_free_cb, s);
+		else
+			session_pump_up(s);
+		if (last)
+			break;
+	}
+}
+
+/* Read the local socket and frame what it says toward the tunnel. */
+static void session_pump_up(struct session *s)
+{
+	struct tunnel *t = s->t;
+	uint8_t *buf = t->px->scratch;
+	size_t budget = UP_BUDGET;
+
+	while (s->local_readable && !s->dead && !s->local_eof) {
+		ssize_t n;
+
+		if (t->out.bytes >= TUNNEL_OUT_HIGH || t->connecting) {
+			waitq_push(t, s);
+			return;
+		}
+		if (!budget) {
+			waitq_push(t, s); /* fairness: others first */
+			return;
+		}
+		if (s->kind == SESSION_UDP) {
+			n = recv(s->io.fd, buf + MUX_KEEP_HDR_LEN, MUX_STREAM_DATA_MAX, MSG_DONTWAIT);
+			if (n >= 0) {
+				session_send_datagram(s, buf + MUX_KEEP_HDR_LEN, (size_t)n);
+				budget = budget > (size_t)n + 64 ? budget - (size_t)n - 64 : 0;
+				continue;
+			}
+		} else {
+			n = read(s->io.fd, buf + MUX_KEEP_HDR_LEN, MUX_STREAM_DATA_MAX);
+			if (n > 0) {
+				mux_keep_header(buf, s->id, (uint16_t)n);
+				if (tunnel_queue(t, buf, (size_t)n + MUX_KEEP_HDR_LEN, NULL, 0) < 0)
+					return;
+				s->sent += (size_t)n;
+				budget = budget > (size_t)n ? budget - (size_t)n : 0;
+				continue;
+			}
+			if (n == 0) {
+				/* V2Ray has no half-close: the user's EOF ends the session. */
+				s->local_eof = true;
+				session_end(s, false, NULL);
+				return;
+			}
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN) {
+			s->local_readable = false;
+			return;
+		}
+		if (s->kind == SESSION_UDP && errno == ECONNREFUSED)
+			continue; /* ICMP from an earlier datagram: UDP carries on */
+		session_end(s, true, strerror(errno));
+		return;
+	}
+}
+
+/* Bridge: the dial of the session's target produced a socket. */
+int session_attach_fd(struct session *s, int fd, bool connecting)
+{
+	int err = session_watch(s, fd);
+
+	if (err < 0)
+		return err;
+	s->connecting = connecting;
+	if (!connecting) {
+		s->local_readable = true;
+		session_local_connected(s);
+	}
+	return 0;
+}
+
+void session_local_connected(struct session *s)
+{
+	s->connecting = false;
+	session_flush_local(s);
+	if (!s->dead)
+		session_pump_up(s);
+}
+
+static void session_on_io(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct session *s = (struct session *)((char *)io - offsetof(struct session, io));
+
+	if (s->connecting) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err) {
+			session_end(s, true, strerror(err));
+			return;
+		}
+		s->local_readable = true;
+		session_local_connected(s);
+		return;
+	}
+	if (events & EPOLLOUT)
+		session_flush_local(s);
+	if (s->dead)
+		return;
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+		s->local_readable = true;
+		session_pump_up(s);
+	}
+}
+
+/* ---------- tunnel receive side ---------- */
+
+static void frame_begin(struct tunnel *t, const struct mux_frame *f)
+{
+	struct session *s;
+
+	log_debug("tunnel %llu rx frame sid %u status %u option 0x%02x len %u", (unsigned long long)t->id,
+		  f->session_id, f->status, f->option, f->has_data ? f->data_len : 0);
+	t->cur = NULL;
+	t->cur_kind = CUR_DISCARD;
+	t->pkt_len = 0;
+	switch (f->status) {
+	case MUX_NEW:
+		if (t->role == TUNNEL_PORTAL)
+			return; /* V2Ray's client ignores New from the server */
+		if (f->target.addr.type == MUX_ADDR_DOMAIN &&
+		    !strcmp(f->target.addr.domain.name, MUX_CONTROL_DOMAIN)) {
+			t->control_open = true;
+			t->cur_kind = CUR_CONTROL;
+			return;
+		}
+		s = session_find(t, f->session_id);
+		if (s) /* V2Ray silently replaces the entry */
+			session_destroy(s);
+		bridge_new_session(t, f);
+		s = session_find(t, f->session_id);
+		if (!s)
+			return;
+		t->cur = s;
+		t->cur_kind = s->kind == SESSION_TCP ? CUR_STREAM : CUR_DATAGRAM;
+		return;
+	case MUX_KEEP:
+		if (t->role == TUNNEL_BRIDGE && f->session_id == MUX_CONTROL_SESSION_ID && t->control_open) {
+			t->cur_kind = CUR_CONTROL;
+			return;
+		}
+		s = session_find(t, f->session_id);
+		if (!s) {
+			if (f->has_data && !(t->role == TUNNEL_PORTAL && f->session_id == MUX_CONTROL_SESSION_ID))
+				tunnel_send_end(t, f->session_id, false);
+			return;
+		}
+		t->cur = s;
+		t->cur_kind = s->kind == SESSION_TCP ? CUR_STREAM : CUR_DATAGRAM;
+		return;
+	case MUX_END:
+		t->cur_kind = CUR_END;
+		return;
+	default: /* KeepAlive: accepted, ignored */
+		return;
+	}
+}
+
+static void frame_end(struct tunnel *t, const struct mux_frame *f)
+{
+	struct session *s = t->cur;
+
+	switch (t->cur_kind) {
+	case CUR_DATAGRAM:
+		if (s && !s->dead && (f->has_data))
+			session_deliver_datagram(s, t->pkt, t->pkt_len);
+		break;
+	case CUR_CONTROL:
+		if (f->has_data && t->pkt_len)
+			bridge_control_block(t, t->pkt, t->pkt_len);
+		break;
+	case CUR_END:
+		if (t->role == TUNNEL_BRIDGE && f->session_id == MUX_CONTROL_SESSION_ID && t->control_open) {
+			t->control_open = false;
+			break;
+		}
+		s = session_find(t, f->session_id);
+		if (s)
+			session_peer_end(s, f->option & MUX_OPT_ERROR);
+		break;
+	default:
+		break;
+	}
+	t->cur = NULL;
+	t->cur_kind = CUR_DISCARD;
+	t->pkt_len = 0;
+}
+
+/* Returns false when the tunnel must stop processing (closed or paused). */
+static bool frame_data(struct tunnel *t, const struct mux_event *ev)
+{
+	switch (t->cur_kind) {
+	case CUR_STREAM:
+		if (t->cur && !t->cur->dead)
+			session_deliver(t->cur, ev->data, ev->len);
+		break;
+	case CUR_DATAGRAM:
+	case CUR_CONTROL:
+		if (t->pkt_len + ev->len <= PKT_MAX) {
+			memcpy(t->pkt + t->pkt_len, ev->data, ev->len);
+			t->pkt_len += ev->len;
+		}
+		break;
+	default:
+		break;
+	}
+	return !t->closed && !t->rx_blocked_by;
+}
+
+/* Decode what is buffered; false when paused or closed. */
+static bool tunnel_process(struct tunnel *t)
+{
+	/* Until the decoder asks for more: a frame's last event (FRAME_END)
+	 * comes after its last byte was consumed. */
+	for (;;) {
+		struct mux_event ev;
+		size_t used = mux_decode(&t->dec, t->rbuf + t->rbuf_off, t->rbuf_len - t->rbuf_off, &ev);
+
+		t->rbuf_off += used;
+		switch (ev.type) {
+		case MUX_EV_NEED_MORE:
+			t->rbuf_off = t->rbuf_len = 0;
+			return true;
+		case MUX_EV_ERROR:
+			tunnel_close(t, mux_decode_strerror(ev.error));
+			return false;
+		case MUX_EV_FRAME:
+			if (ev.frame.has_data && ev.frame.data_len > MUX_UDP_DATA_MAX) {
+				struct session *s = session_find(t, ev.frame.session_id);
+
+				if ((s && s->kind != SESSION_TCP && ev.frame.status != MUX_END) ||
+				    (ev.frame.status == MUX_NEW && ev.frame.target.network == MUX_NET_UDP)) {
+					tunnel_close(t, "packet size too large (UDP frame over 2048 bytes)");
+					return false;
+				}
+			}
+			frame_begin(t, &ev.frame);
+			if (t->closed)
+				return false;
+			break;
+		case MUX_EV_DATA:
+			if (!frame_data(t, &ev))
+				return false;
+			break;
+		case MUX_EV_FRAME_END:
+			frame_end(t, &ev.frame);
+			if (t->closed || t->rx_blocked_by)
+				return false;
+			break;
+		}
+	}
+}
+
+static void tunnel_rx(struct tunnel *t)
+{
+	size_t budget = RX_BUDGET;
+
+	if (t->rx_blocked_by || t->closed || t->connecting)
+		return;
+	if (!tunnel_process(t))
+		return;
+	while (t->rx_more) {
+		ssize_t n;
+
+		if (!budget) {
+			tunnel_schedule_rx(t); /* let other sockets run */
+			return;
+		}
+		n = read(t->io.fd, t->rbuf, TUNNEL_RBUF_SIZE);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN) {
+				t->rx_more = false;
+				return;
+			}
+			tunnel_close(t, strerror(errno));
+			return;
+		}
+		if (n == 0) {
+			tunnel_close(t, "peer closed the tunnel");
+			return;
+		}
+		t->last_rx_ms = loop_now(t->px->loop);
+		t->rx_bytes += (size_t)n;
+		t->rbuf_off = 0;
+		t->rbuf_len = (size_t)n;
+		budget = budget > (size_t)n ? budget - (size_t)n : 0;
+		if (!tunnel_process(t))
+			return;
+	}
+}
+
+static void tunnel_on_io(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct tunnel *t = (struct tunnel *)((char *)io - offsetof(struct tunnel, io));
+
+	if (t->connecting) {
+		int err = 0;
+		socklen_t len = sizeof(err);
+
+		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+			return;
+		getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+		if (err) {
+			tunnel_close(t, strerror(err));
+			return;
+		}
+		t->connecting = false;
+		t->last_rx_ms = loop_now(l);
+		bridge_tunnel_connected(t);
+		if (t->closed)
+			return;
+		events |= EPOLLIN; /* data may already wait */
+	}
+	if (events & EPOLLOUT)
+		tunnel_tx(t);
+	if (t->closed)
+		return;
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+		t->rx_more = true;
+		tunnel_rx(t);
+	}
+}
+
+/* ---------- tunnel lifetime ---------- */
+
+struct tunnel *tunnel_new(struct proxy *px, int fd, enum tunnel_role role, bool connecting, const char *peer)
+{
+	struct tunnel *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	t->rbuf = malloc(TUNNEL_RBUF_SIZE);
+	t->pkt = malloc(PKT_MAX);
+	if (!t->rbuf || !t->pkt)
+		goto fail;
+	t->px = px;
+	t->role = role;
+	t->id = ++px->next_tunnel_id;
+	t->connecting = connecting;
+	t->last_rx_ms = loop_now(px->loop);
+	snprintf(t->peer, sizeof(t->peer), "%s", peer ? peer : "?");
+	mux_decoder_init(&t->dec);
+	if (loop_add(px->loop, &t->io, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, tunnel_on_io) < 0)
+		goto fail;
+	t->all_next = px->all_tunnels;
+	if (px->all_tunnels)
+		px->all_tunnels->all_prev = t;
+	px->all_tunnels = t;
+	return t;
+fail:
+	free(t->rbuf);
+	free(t->pkt);
+	free(t);
+	return NULL;
+}
+
+static void tunnel_free_cb(struct loop *l, void *ctx)
+{
+	struct tunnel *t = ctx;
+
+	chunkq_clear(&t->out);
+	free(t->rbuf);
+	free(t->pkt);
+	free(t);
+}
+
+static void tunnel_close_cb(struct loop *l, void *ctx)
+{
+	struct tunnel *t = ctx;
+
+	t->close_scheduled = false;
+	if (t->failed || !t->out.bytes)
+		tunnel_close(t, t->close_reason);
+}
+
+/* Close from inside the send path (callers may be iterating sessions). */
+static void tunnel_schedule_close(struct tunnel *t, const char *reason)
+{
+	if (t->closed || t->failed)
+		return;
+	t->failed = true;
+	snprintf(t->close_reason, sizeof(t->close_reason), "%s", reason);
+	if (!t->close_scheduled) {
+		t->close_scheduled = true;
+		loop_defer(t->px->loop, tunnel_close_cb, t);
+	}
+}
+
+/* Graceful: send what is queued (e.g. DRAIN and End), then close. */
+void tunnel_finish(struct tunnel *t, const char *reason)
+{
+	if (t->closed || t->closing || t->failed)
+		return;
+	t->closing = true;
+	snprintf(t->close_reason, sizeof(t->close_reason), "%s", reason);
+	if (!t->close_scheduled) {
+		t->close_scheduled = true;
+		loop_defer(t->px->loop, tunnel_close_cb, t);
+	}
+}
+
+void tunnel_close(struct tunnel *t, const char *reason)
+{
+	struct session *s, *tmp;
+	struct proxy *px = t->px;
+
+	if (t->closed)
+		return;
+	t->closed = true;
+	log_info("tunnel %llu closed: %s", (unsigned long long)t->id, reason);
+	/* The tunnel is gone: every session ends toward its user (EOF). */
+	HASH_ITER(hh, t->sessions, s, tmp)
+		session_destroy(s);
+	for (s = t->wait_head; s; s = t->wait_head) {
+		t->wait_head = s->wait_next;
+		s->in_waitq = false;
+		if (s->dead)
+			loop_defer(px->loop, session_free_cb, s);
+	}
+	t->wait_tail = NULL;
+	loop_timer_disarm(px->loop, &t->heartbeat);
+	loop_timer_disarm(px->loop, &t->idle);
+	loop_del(px->loop, &t->io);
+	close(t->io.fd);
+	if (t->all_prev)
+		t->all_prev->all_next = t->all_next;
+	else
+		px->all_tunnels = t->all_next;
+	if (t->all_next)
+		t->all_next->all_prev = t->all_prev;
+	if (t->role == TUNNEL_PORTAL)
+		portal_tunnel_gone(t);
+	else
+		bridge_tunnel_gone(t);
+	loop_defer(px->loop, tunnel_free_cb, t);
+	if (px->stopping && !px->all_tunnels)
+		loop_stop(px->loop);
+}
