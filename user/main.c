@@ -92,6 +92,15 @@ static int choose_datapath(enum datapath_kind want)
 	}
 }
 
+/* Content errors name only the JSON path: add the file, once. */
+static void print_config_error(const char *path, const char *err)
+{
+	if (!strncmp(err, path, strlen(path)))
+		fprintf(stderr, "revsock: %s\n", err);
+	else
+		fprintf(stderr, "revsock: %s: %s\n", path, err);
+}
+
 static int cmd_run(const char *path, const char *datapath, const char *level)
 {
 	char err[CONFIG_ERR_MAX];
@@ -102,7 +111,7 @@ static int cmd_run(const char *path, const char *datapath, const char *level)
 
 	ret = config_parse_file(&cfg, path, err);
 	if (ret < 0) {
-		fprintf(stderr, "revsock: %s\n", err);
+		print_config_error(path, err);
 		return EXIT_CONFIG;
 	}
 	log_threshold = cfg.log_level;
@@ -151,7 +160,7 @@ static int cmd_check(const char *path)
 	struct config cfg;
 
 	if (config_parse_file(&cfg, path, err) < 0) {
-		fprintf(stderr, "revsock: %s\n", err);
+		print_config_error(path, err);
 		return EXIT_CONFIG;
 	}
 	printf("%s: OK (%zu portals, %zu bridges, %zu inbounds, %zu outbounds, %zu rules)\n", path, cfg.n_portals,

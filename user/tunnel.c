@@ -414,7 +414,9 @@ void session_end(struct session *s, bool error, const char *why)
 /* The peer ended it: with error, drop what is buffered; without, deliver it first. */
 static void session_peer_end(struct session *s, bool error)
 {
-	if (error || !s->to_local.bytes || s->io.fd < 0 || s->connecting) {
+	/* A request may still sit here while the bridge connects to the
+	 * service: a graceful End delivers it first, as V2Ray's pipe does. */
+	if (error || (!s->to_local.bytes && !s->connecting) || s->kind != SESSION_TCP) {
 		session_destroy(s);
 		return;
 	}
@@ -422,7 +424,8 @@ static void session_peer_end(struct session *s, bool error)
 	 * entry stays in the table until then so a tunnel close finds it. */
 	s->close_after_flush = true;
 	s->local_eof = true;
-	session_flush_local(s);
+	if (!s->connecting)
+		session_flush_local(s);
 }
 
 void session_abort_local(struct session *s, const char *why)
