@@ -806,6 +806,8 @@ static bool tunnel_process(struct tunnel *t)
 			t->rbuf_off = t->rbuf_len = 0;
 			return true;
 		case MUX_EV_ERROR:
+			log_warn("tunnel %llu: malformed frame from %s: %s", (unsigned long long)t->id, t->peer,
+				 mux_decode_strerror(ev.error));
 			tunnel_close(t, mux_decode_strerror(ev.error));
 			return false;
 		case MUX_EV_FRAME:
@@ -814,6 +816,8 @@ static bool tunnel_process(struct tunnel *t)
 
 				if ((s && s->kind != SESSION_TCP && ev.frame.status != MUX_END) ||
 				    (ev.frame.status == MUX_NEW && ev.frame.target.network == MUX_NET_UDP)) {
+					log_warn("tunnel %llu: malformed frame from %s: UDP frame of %u bytes (max %d)",
+						 (unsigned long long)t->id, t->peer, ev.frame.data_len, MUX_UDP_DATA_MAX);
 					tunnel_close(t, "packet size too large (UDP frame over 2048 bytes)");
 					return false;
 				}
