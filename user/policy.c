@@ -38,9 +38,9 @@ enum heartbeat_action portal_heartbeat(uint32_t total_sessions, bool draining, b
 	return HEARTBEAT_ACTIVE;
 }
 
-bool portal_drained_tunnel_may_close(bool draining, unsigned live_user_sessions)
+bool portal_drained_tunnel_may_close(bool draining, unsigned live_user_sessions, bool replacement_up)
 {
-	return draining && live_user_sessions == 0;
+	return draining && live_user_sessions == 0 && replacement_up;
 }
 
 bool bridge_should_open_tunnel(const struct bridge_tunnel_view *v, size_t n)

@@ -44,8 +44,10 @@ enum heartbeat_action {
  * (every session ever opened on it, control session included). */
 enum heartbeat_action portal_heartbeat(uint32_t total_sessions, bool draining, bool closed);
 
-/* A draining tunnel closes once its last user session has ended. */
-bool portal_drained_tunnel_may_close(bool draining, unsigned live_user_sessions);
+/* A draining tunnel closes once its last user session has ended and a
+ * replacement is up: until then new users still go to it (V2Ray's picker
+ * pass 2), since a V2Ray bridge opens the replacement only at its next tick. */
+bool portal_drained_tunnel_may_close(bool draining, unsigned live_user_sessions, bool replacement_up);
 
 /* What the bridge monitor needs to know of one tunnel (V2Ray: a bridge worker). */
 struct bridge_tunnel_view {

@@ -18,6 +18,30 @@
 
 static void heartbeat_fired(struct loop *l, void *ctx);
 
+/* Is there a tunnel other than t that takes new sessions? */
+static bool portal_has_replacement(const struct portal *p, const struct tunnel *t)
+{
+	for (size_t i = 0; i < p->n_tunnels; i++) {
+		const struct tunnel *o = p->tunnels[i];
+
+		if (o != t && !o->draining && !o->closed && !o->closing && !o->failed && !o->suspended)
+			return true;
+	}
+	return false;
+}
+
+/* Close the drained tunnels that have no session left, now that they may. */
+static void portal_reap_drained(struct portal *p)
+{
+	for (size_t i = 0; i < p->n_tunnels; i++) {
+		struct tunnel *t = p->tunnels[i];
+
+		if (!t->closed && portal_drained_tunnel_may_close(t->draining, t->live_sessions,
+								   portal_has_replacement(p, t)))
+			tunnel_finish(t, "drained");
+	}
+}
+
 static int portal_add_tunnel(struct portal *p, struct tunnel *t)
 {
 	if (p->n_tunnels == p->cap_tunnels) {
@@ -86,8 +110,7 @@ static void heartbeat_fired(struct loop *l, void *ctx)
 			tunnel_send_frame(t, &end, NULL, 0);
 		}
 		t->control_open = false;
-		if (portal_drained_tunnel_may_close(t->draining, t->live_sessions))
-			tunnel_finish(t, "drained");
+		portal_reap_drained(t->portal);
 		return;
 	}
 	loop_timer_arm(l, &t->heartbeat, PORTAL_HEARTBEAT_MS, heartbeat_fired, t);
@@ -108,6 +131,7 @@ void portal_tunnel_accepted(struct portal *p, int fd, const char *peer)
 	}
 	log_info("tunnel %llu up from %s (portal %s)", (unsigned long long)t->id, peer, p->cfg->tag);
 	portal_tunnel_start(t);
+	portal_reap_drained(p);
 }
 
 void portal_tunnel_gone(struct tunnel *t)
@@ -125,7 +149,8 @@ void portal_tunnel_gone(struct tunnel *t)
 
 void portal_session_gone(struct tunnel *t)
 {
-	if (!t->closed && portal_drained_tunnel_may_close(t->draining, t->live_sessions))
+	if (!t->closed && portal_drained_tunnel_may_close(t->draining, t->live_sessions,
+							   portal_has_replacement(t->portal, t)))
 		tunnel_finish(t, "drained");
 }
 

@@ -108,9 +108,15 @@ static void test_heartbeat_stops_when_closed(void **state)
 
 static void test_drained_tunnel_closes_with_last_session(void **state)
 {
-	assert_false(portal_drained_tunnel_may_close(true, 1));
-	assert_true(portal_drained_tunnel_may_close(true, 0));
-	assert_false(portal_drained_tunnel_may_close(false, 0));
+	assert_false(portal_drained_tunnel_may_close(true, 1, true));
+	assert_true(portal_drained_tunnel_may_close(true, 0, true));
+	assert_false(portal_drained_tunnel_may_close(false, 0, true));
+}
+
+static void test_drained_tunnel_stays_until_replacement_is_up(void **state)
+{
+	/* a V2Ray bridge dials the replacement up to 2 s after DRAIN */
+	assert_false(portal_drained_tunnel_may_close(true, 0, false));
 }
 
 static void test_monitor_opens_first_tunnel(void **state)
@@ -203,6 +209,7 @@ int main(void)
 		cmocka_unit_test(test_heartbeat_exactly_256_does_not_drain),
 		cmocka_unit_test(test_heartbeat_stops_when_closed),
 		cmocka_unit_test(test_drained_tunnel_closes_with_last_session),
+		cmocka_unit_test(test_drained_tunnel_stays_until_replacement_is_up),
 		cmocka_unit_test(test_monitor_opens_first_tunnel),
 		cmocka_unit_test(test_monitor_opens_second_tunnel_above_16_per_tunnel),
 		cmocka_unit_test(test_monitor_integer_division),
