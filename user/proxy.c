@@ -77,9 +77,10 @@ int proxy_start(struct proxy *px, struct loop *l, const struct config *cfg)
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 	px->scratch = malloc(MUX_KEEP_HDR_LEN + MUX_STREAM_DATA_MAX + 16);
+	px->rbuf = malloc(TUNNEL_RBUF_SIZE);
 	px->portals = calloc(cfg->n_portals + 1, sizeof(*px->portals));
 	px->bridges = calloc(cfg->n_bridges + 1, sizeof(*px->bridges));
-	if (!px->scratch || !px->portals || !px->bridges)
+	if (!px->scratch || !px->rbuf || !px->portals || !px->bridges)
 		return -ENOMEM;
 
 	sigemptyset(&mask);
@@ -123,4 +124,5 @@ void proxy_free(struct proxy *px)
 	free(px->tcp_in);
 	free(px->udp_in);
 	free(px->scratch);
+	free(px->rbuf);
 }

@@ -116,14 +116,18 @@ struct tunnel {
 
 	/* receive side */
 	struct mux_decoder dec;
+	/* Bytes read but not yet decoded: px->rbuf while a read is handled;
+	 * copied to the heap (rbuf_own) only when the tunnel pauses with bytes
+	 * left, so an idle tunnel holds no read buffer. */
 	uint8_t *rbuf;
 	size_t rbuf_off, rbuf_len;
+	bool rbuf_own;
 	bool rx_more;          /* the socket may hold unread bytes (edge already consumed) */
 	bool rx_scheduled;
 	struct session *rx_blocked_by;
 	struct session *cur;   /* session of the frame being decoded, or NULL */
 	uint8_t cur_kind;      /* CUR_* in tunnel.c */
-	uint8_t *pkt;          /* a datagram or control block being gathered */
+	uint8_t pkt[MUX_UDP_DATA_MAX]; /* a datagram or Control message being gathered */
 	size_t pkt_len;
 	uint64_t last_rx_ms;
 	uint64_t rx_bytes, tx_bytes;
@@ -172,6 +176,7 @@ struct proxy {
 	uint64_t next_tunnel_id;
 	uint64_t next_session_serial;
 	uint8_t *scratch;       /* one frame: header room + MUX_STREAM_DATA_MAX */
+	uint8_t *rbuf;          /* TUNNEL_RBUF_SIZE: every tunnel reads into it */
 	struct loop_io sig_io;
 	struct loop_timer stop_timer;
 	bool stopping;

@@ -36,7 +36,6 @@ enum cur_kind {
 	CUR_END,         /* End frame: payload dropped, act at frame end */
 };
 
-#define PKT_MAX (MUX_STREAM_DATA_MAX + 1)
 #define RX_BUDGET (4u * 1024 * 1024) /* bytes handled per callback before yielding */
 #define UP_BUDGET (256u * 1024)       /* bytes read from one local socket per turn */
 
@@ -780,7 +779,9 @@ static bool frame_data(struct tunnel *t, const struct mux_event *ev)
 		break;
 	case CUR_DATAGRAM:
 	case CUR_CONTROL:
-		if (t->pkt_len + ev->len <= PKT_MAX) {
+		/* UDP frames over 2048 bytes were refused at FRAME; a Control
+		 * message that large is not one (V2Ray's are <= 68 bytes). */
+		if (t->pkt_len + ev->len <= sizeof(t->pkt)) {
 			memcpy(t->pkt + t->pkt_len, ev->data, ev->len);
 			t->pkt_len += ev->len;
 		}
@@ -789,6 +790,39 @@ static bool frame_data(struct tunnel *t, const struct mux_event *ev)
 		break;
 	}
 	return !t->closed && !t->rx_blocked_by;
+}
+
+static void tunnel_drop_rbuf(struct tunnel *t)
+{
+	if (t->rbuf_own)
+		free(t->rbuf);
+	t->rbuf = NULL;
+	t->rbuf_own = false;
+	t->rbuf_off = t->rbuf_len = 0;
+}
+
+/* Paused with bytes of the shared read buffer left: keep them. */
+static void tunnel_keep_rbuf(struct tunnel *t)
+{
+	size_t left = t->rbuf_len - t->rbuf_off;
+	uint8_t *own;
+
+	if (t->rbuf_own || t->closed)
+		return;
+	if (!left) {
+		tunnel_drop_rbuf(t);
+		return;
+	}
+	own = malloc(left);
+	if (!own) {
+		tunnel_close(t, "out of memory");
+		return;
+	}
+	memcpy(own, t->rbuf + t->rbuf_off, left);
+	t->rbuf = own;
+	t->rbuf_own = true;
+	t->rbuf_off = 0;
+	t->rbuf_len = left;
 }
 
 /* Decode what is buffered; false when paused or closed. */
@@ -803,7 +837,7 @@ static bool tunnel_process(struct tunnel *t)
 		t->rbuf_off += used;
 		switch (ev.type) {
 		case MUX_EV_NEED_MORE:
-			t->rbuf_off = t->rbuf_len = 0;
+			tunnel_drop_rbuf(t);
 			return true;
 		case MUX_EV_ERROR:
 			log_warn("tunnel %llu: malformed frame from %s: %s", (unsigned long long)t->id, t->peer,
@@ -845,7 +879,7 @@ static void tunnel_rx(struct tunnel *t)
 
 	if (t->rx_blocked_by || t->closed || t->connecting)
 		return;
-	if (!tunnel_process(t))
+	if (t->rbuf && !tunnel_process(t))
 		return;
 	while (t->rx_more) {
 		ssize_t n;
@@ -854,7 +888,7 @@ static void tunnel_rx(struct tunnel *t)
 			tunnel_schedule_rx(t); /* let other sockets run */
 			return;
 		}
-		n = read(t->io.fd, t->rbuf, TUNNEL_RBUF_SIZE);
+		n = read(t->io.fd, t->px->rbuf, TUNNEL_RBUF_SIZE);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -871,11 +905,15 @@ static void tunnel_rx(struct tunnel *t)
 		}
 		t->last_rx_ms = loop_now(t->px->loop);
 		t->rx_bytes += (size_t)n;
+		t->rbuf = t->px->rbuf;
+		t->rbuf_own = false;
 		t->rbuf_off = 0;
 		t->rbuf_len = (size_t)n;
 		budget = budget > (size_t)n ? budget - (size_t)n : 0;
-		if (!tunnel_process(t))
+		if (!tunnel_process(t)) {
+			tunnel_keep_rbuf(t);
 			return;
+		}
 	}
 }
 
@@ -919,10 +957,6 @@ struct tunnel *tunnel_new(struct proxy *px, int fd, enum tunnel_role role, bool 
 
 	if (!t)
 		return NULL;
-	t->rbuf = malloc(TUNNEL_RBUF_SIZE);
-	t->pkt = malloc(PKT_MAX);
-	if (!t->rbuf || !t->pkt)
-		goto fail;
 	t->px = px;
 	t->role = role;
 	t->id = ++px->next_tunnel_id;
@@ -938,8 +972,6 @@ struct tunnel *tunnel_new(struct proxy *px, int fd, enum tunnel_role role, bool 
 	px->all_tunnels = t;
 	return t;
 fail:
-	free(t->rbuf);
-	free(t->pkt);
 	free(t);
 	return NULL;
 }
@@ -949,8 +981,7 @@ static void tunnel_free_cb(struct loop *l, void *ctx)
 	struct tunnel *t = ctx;
 
 	chunkq_clear(&t->out);
-	free(t->rbuf);
-	free(t->pkt);
+	tunnel_drop_rbuf(t);
 	free(t);
 }
 
