@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "linkwatch.h"
 #include "log.h"
 #include "policy.h"
 #include "proxy.h"
@@ -118,7 +119,7 @@ static void monitor_fired(struct loop *l, void *ctx)
 			v[n++] = (struct bridge_tunnel_view){ .active = active,
 							      .live_sessions = t->live_sessions + t->control_open };
 	}
-	if (bridge_should_open_tunnel(v, n))
+	if (bridge_should_open_tunnel(v, n) && linkwatch_bridge_may_dial(px->linkwatch, b))
 		bridge_dial(b);
 	loop_timer_arm(l, &b->monitor, BRIDGE_MONITOR_MS, monitor_fired, b);
 }
@@ -132,6 +133,13 @@ void bridge_monitor_now(struct bridge *b)
 	if (now < b->last_dial_ms + BRIDGE_REDIAL_MIN_MS)
 		delay = b->last_dial_ms + BRIDGE_REDIAL_MIN_MS - now;
 	loop_timer_arm(b->px->loop, &b->monitor, delay, monitor_fired, b);
+}
+
+/* A path to the portal just appeared (netlink): dial now, no throttle. */
+void bridge_dial_now(struct bridge *b)
+{
+	if (!b->px->stopping)
+		loop_timer_arm(b->px->loop, &b->monitor, 0, monitor_fired, b);
 }
 
 int bridge_start(struct bridge *b)
@@ -150,6 +158,7 @@ void bridge_tunnel_connected(struct tunnel *t)
 		snprintf(t->peer, sizeof(t->peer), "%s", sockaddr_str((struct sockaddr *)&ss, addr, sizeof(addr)));
 	t->last_rx_ms = loop_now(t->px->loop);
 	log_info("tunnel %llu connected to %s (bridge %s)", (unsigned long long)t->id, t->peer, t->bridge->cfg->tag);
+	linkwatch_tunnel_up(t->px->linkwatch, t);
 }
 
 void bridge_tunnel_gone(struct tunnel *t)

@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 #include "policy.h"
 
-int picker_pick(const struct picker_view *v, size_t n)
+static int pick_pass(const struct picker_view *v, size_t n, bool allow_stalled)
 {
 	int best = -1;
 	unsigned best_live = 0;
 
 	for (size_t i = 0; i < n; i++) {
-		if (v[i].closed || v[i].suspended || v[i].draining)
+		if (v[i].closed || v[i].suspended || v[i].draining || (v[i].stalled && !allow_stalled))
 			continue;
 		if (best < 0 || v[i].live_sessions < best_live) {
 			best = (int)i;
@@ -19,7 +19,7 @@ int picker_pick(const struct picker_view *v, size_t n)
 	/* V2Ray's pass 2: every worker draining; it still uses one that is
 	 * not closed rather than failing the user. */
 	for (size_t i = 0; i < n; i++) {
-		if (v[i].closed || v[i].suspended)
+		if (v[i].closed || v[i].suspended || (v[i].stalled && !allow_stalled))
 			continue;
 		if (best < 0 || v[i].live_sessions < best_live) {
 			best = (int)i;
@@ -27,6 +27,13 @@ int picker_pick(const struct picker_view *v, size_t n)
 		}
 	}
 	return best;
+}
+
+int picker_pick(const struct picker_view *v, size_t n)
+{
+	int best = pick_pass(v, n, false);
+
+	return best >= 0 ? best : pick_pass(v, n, true);
 }
 
 enum heartbeat_action portal_heartbeat(uint32_t total_sessions, bool draining, bool closed)

@@ -24,12 +24,15 @@ struct picker_view {
 	bool draining;
 	bool closed;
 	bool suspended;         /* link trouble: keep sessions, take no new ones */
+	bool stalled;           /* in retransmission with nothing acked: likely dead */
 };
 
 /*
  * V2Ray's StaticMuxPicker, minus its quirk: closed (and suspended) tunnels are
  * never picked.  Pass 1: fewest live sessions among non-draining tunnels, ties
  * to the earliest.  Pass 2 (all draining): fewest among the rest.
+ * Stalled tunnels are taken only when every other choice is gone: better a
+ * slow tunnel than none.
  * Returns an index into v[0..n) or -1 when no tunnel can take a session.
  */
 int picker_pick(const struct picker_view *v, size_t n);

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "linkwatch.h"
 #include "log.h"
 #include "policy.h"
 #include "proxy.h"
@@ -130,6 +131,7 @@ void portal_tunnel_accepted(struct portal *p, int fd, const char *peer)
 		return;
 	}
 	log_info("tunnel %llu up from %s (portal %s)", (unsigned long long)t->id, peer, p->cfg->tag);
+	linkwatch_tunnel_up(p->px->linkwatch, t);
 	portal_tunnel_start(t);
 	portal_reap_drained(p);
 }
@@ -168,6 +170,7 @@ static struct tunnel *portal_pick(struct portal *p)
 			.draining = t->draining,
 			.closed = t->closed || t->closing || t->failed,
 			.suspended = t->suspended,
+			.stalled = linkwatch_tunnel_stalled(t),
 		};
 	}
 	i = picker_pick(v, n);

@@ -10,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "linkwatch.h"
 #include "log.h"
 #include "proxy.h"
 
@@ -108,6 +109,7 @@ int proxy_start(struct proxy *px, struct loop *l, const struct config *cfg)
 		px->n_bridges++;
 		bridge_start(&px->bridges[i]);
 	}
+	px->linkwatch = linkwatch_start(px);
 	return 0;
 }
 
@@ -115,6 +117,8 @@ void proxy_free(struct proxy *px)
 {
 	while (px->all_tunnels)
 		tunnel_close(px->all_tunnels, "exit");
+	linkwatch_stop(px->linkwatch);
+	px->linkwatch = NULL;
 	for (size_t i = 0; i < px->n_portals; i++)
 		free(px->portals[i].tunnels);
 	for (size_t i = 0; i < px->n_bridges; i++)

@@ -180,6 +180,7 @@ struct proxy {
 	struct loop_io sig_io;
 	struct loop_timer stop_timer;
 	bool stopping;
+	struct linkwatch *linkwatch; /* NULL: netlink unavailable */
 };
 
 /* Bounds of the send side of a tunnel. */
@@ -226,7 +227,8 @@ void bridge_tunnel_connected(struct tunnel *t);
 void bridge_tunnel_gone(struct tunnel *t);
 void bridge_new_session(struct tunnel *t, const struct mux_frame *f);
 void bridge_control_block(struct tunnel *t, const uint8_t *data, size_t len);
-void bridge_monitor_now(struct bridge *b);
+void bridge_monitor_now(struct bridge *b); /* soon: at most one dial per 0.5 s */
+void bridge_dial_now(struct bridge *b);    /* now: a route to the portal appeared */
 
 /* inbound.c */
 int inbounds_start(struct proxy *px);

@@ -43,6 +43,16 @@ static void test_picker_skips_suspended_worker(void **state)
 	assert_int_equal(picker_pick(v, 2), 1);
 }
 
+static void test_picker_avoids_stalled_tunnel_while_another_works(void **state)
+{
+	/* the bridge's address went away: the old tunnel's socket is in RTO */
+	struct picker_view v[] = { { .live_sessions = 1, .stalled = true }, { .live_sessions = 30 } };
+
+	assert_int_equal(picker_pick(v, 2), 1);
+	v[1].closed = true;
+	assert_int_equal(picker_pick(v, 2), 0); /* better a slow tunnel than none */
+}
+
 static void test_picker_prefers_non_draining(void **state)
 {
 	struct picker_view v[] = { { .live_sessions = 1, .draining = true }, { .live_sessions = 50 } };
@@ -202,6 +212,7 @@ int main(void)
 		cmocka_unit_test(test_picker_ties_go_to_earliest_tunnel),
 		cmocka_unit_test(test_picker_skips_closed_worker),
 		cmocka_unit_test(test_picker_skips_suspended_worker),
+		cmocka_unit_test(test_picker_avoids_stalled_tunnel_while_another_works),
 		cmocka_unit_test(test_picker_prefers_non_draining),
 		cmocka_unit_test(test_picker_uses_draining_when_all_drain),
 		cmocka_unit_test(test_picker_all_closed_picks_nothing),
