@@ -4,6 +4,7 @@
 #   make demo       portal + bridge + demo service on loopback, one request, stop
 #   make test       every test (unit, integration; root for the namespace/BPF ones)
 #   make bench      the benchmark (root), BENCH_QUICK=1 for a one-minute smoke run
+#   make vmtest     the integration suite in VMs on kernels 6.1 and 6.12 (KERNEL=... for one)
 #   make deps       install the Debian packages the build and tests need (no-op when present)
 
 CC      ?= cc
@@ -42,17 +43,22 @@ TOOL_BINS  := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 all: $(BUILD)/revsock $(TOOL_BINS)
 
 print-deps:
-	@echo $(DEPS)
+	@echo $(DEPS) $(VM_DEPS)
 
-deps:
-	@missing=""; for p in $(DEPS); do \
+# $(call install-missing,NAME,PACKAGES): apt-get install what is not installed; a no-op otherwise.
+define install-missing
+	@missing=""; for p in $(2); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "deps: installing$$missing"; \
-	  if [ "$$(id -u)" != 0 ]; then echo "deps: need root to install$$missing" >&2; exit 1; fi; \
+	  echo "$(1): installing$$missing"; \
+	  if [ "$$(id -u)" != 0 ]; then echo "$(1): need root to install$$missing" >&2; exit 1; fi; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+endef
+
+deps:
+	$(call install-missing,deps,$(DEPS))
 
 $(GEN)/reverse.pb-c.c $(GEN)/reverse.pb-c.h: proto/reverse.proto
 	@mkdir -p $(GEN)

@@ -38,8 +38,9 @@ run_suite integration python3 tests/integration/run.py
 for extra in tests/integration/netns_*.py; do
 	[ -e "$extra" ] && run_suite "$(basename "$extra" .py)" python3 "$extra"
 done
-if [ -n "${REVSOCK_VMTEST:-}" ] || [ -e tests/vm/vm.mk ]; then
-	[ -z "${REVSOCK_SKIP_VM:-}" ] && [ -x tests/vm/vmtest.sh ] && run_suite vmtest make --no-print-directory vmtest
+# The same suite in VMs on the kernels users run (6.1, 6.12); REVSOCK_SKIP_VM=1 skips.
+if [ -z "${REVSOCK_SKIP_VM:-}" ]; then
+	run_suite vmtest make --no-print-directory vmtest
 fi
 
 echo "total: $total_pass passed, $total_fail failed, $total_skip skipped"
