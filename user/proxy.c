@@ -77,7 +77,7 @@ int proxy_start(struct proxy *px, struct loop *l, const struct config *cfg)
 	px->cfg = cfg;
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
-	px->scratch = malloc(MUX_KEEP_HDR_LEN + MUX_STREAM_DATA_MAX + 16);
+	px->scratch = malloc(UP_FRAMES * UP_FRAME_SPAN);
 	px->rbuf = malloc(TUNNEL_RBUF_SIZE);
 	px->portals = calloc(cfg->n_portals + 1, sizeof(*px->portals));
 	px->bridges = calloc(cfg->n_bridges + 1, sizeof(*px->bridges));

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <uthash.h>
 
 #include "config.h"
@@ -22,6 +23,8 @@
 struct proxy;
 struct tunnel;
 struct session;
+
+#define GATHER_MAX 64 /* payload pieces per sendmsg toward a local socket */
 
 /* A byte queue of heap chunks; frames are never split across owners. */
 struct chunk {
@@ -175,13 +178,23 @@ struct proxy {
 	struct tunnel *all_tunnels;
 	uint64_t next_tunnel_id;
 	uint64_t next_session_serial;
-	uint8_t *scratch;       /* one frame: header room + MUX_STREAM_DATA_MAX */
+	uint8_t *scratch;       /* UP_FRAMES frames: (header + MUX_STREAM_DATA_MAX) each */
 	uint8_t *rbuf;          /* TUNNEL_RBUF_SIZE: every tunnel reads into it */
+	/* Payloads of consecutive Keep frames of one session, pointing into
+	 * rbuf, written with one sendmsg (flushed before tunnel_process returns). */
+	struct session *gather_s;
+	struct iovec gather_iov[GATHER_MAX];
+	int gather_n;
+	size_t gather_len;
 	struct loop_io sig_io;
 	struct loop_timer stop_timer;
 	bool stopping;
 	struct linkwatch *linkwatch; /* NULL: netlink unavailable */
 };
+
+/* Framing toward the tunnel: frames read from a local socket per readv. */
+#define UP_FRAMES 4
+#define UP_FRAME_SPAN (MUX_KEEP_HDR_LEN + MUX_STREAM_DATA_MAX)
 
 /* Bounds of the send side of a tunnel. */
 #define TUNNEL_RBUF_SIZE (256 * 1024)

@@ -37,7 +37,7 @@ enum cur_kind {
 };
 
 #define RX_BUDGET (4u * 1024 * 1024) /* bytes handled per callback before yielding */
-#define UP_BUDGET (256u * 1024)       /* bytes read from one local socket per turn */
+#define UP_BUDGET (512u * 1024)       /* bytes read from one local socket per turn */
 
 static void tunnel_rx(struct tunnel *t);
 static void tunnel_tx(struct tunnel *t);
@@ -66,6 +66,43 @@ static int chunkq_append(struct chunkq *q, const uint8_t *a, size_t alen, const 
 		q->head = c;
 	q->tail = c;
 	q->bytes += alen + blen;
+	return 0;
+}
+
+/* Append iov[0..n) minus its first `skip` bytes as one chunk. */
+static int chunkq_append_iov(struct chunkq *q, const struct iovec *iov, int n, size_t skip)
+{
+	size_t total = 0, off = 0;
+	struct chunk *c;
+
+	for (int i = 0; i < n; i++)
+		total += iov[i].iov_len;
+	if (skip >= total)
+		return 0;
+	c = malloc(sizeof(*c) + total - skip);
+	if (!c)
+		return -ENOMEM;
+	c->next = NULL;
+	c->off = 0;
+	c->len = (uint32_t)(total - skip);
+	for (int i = 0; i < n; i++) {
+		size_t len = iov[i].iov_len;
+		const uint8_t *base = iov[i].iov_base;
+
+		if (skip >= len) {
+			skip -= len;
+			continue;
+		}
+		memcpy(c->data + off, base + skip, len - skip);
+		off += len - skip;
+		skip = 0;
+	}
+	if (q->tail)
+		q->tail->next = c;
+	else
+		q->head = c;
+	q->tail = c;
+	q->bytes += c->len;
 	return 0;
 }
 
@@ -467,12 +504,18 @@ static void session_flush_local(struct session *s)
 }
 
 /* Payload from the tunnel for this session's local socket. */
-static void session_deliver(struct session *s, const uint8_t *data, size_t len)
+/*
+ * Payload from the tunnel for this session's local socket: the payloads of
+ * consecutive frames, written with one sendmsg when nothing is queued; only
+ * what the socket did not take is copied.
+ */
+static void session_deliver(struct session *s, const struct iovec *iov, int n, size_t len)
 {
 	size_t done = 0;
 
 	if (!s->to_local.bytes && !s->connecting && s->io.fd >= 0) {
-		ssize_t w = send(s->io.fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
+		ssize_t w = sendmsg(s->io.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 
 		if (w > 0) {
 			done = (size_t)w;
@@ -484,11 +527,39 @@ static void session_deliver(struct session *s, const uint8_t *data, size_t len)
 		if (done == len)
 			return;
 	}
-	if (chunkq_append(&s->to_local, data + done, len - done, NULL, 0) < 0) {
+	if (chunkq_append_iov(&s->to_local, iov, n, done) < 0) {
 		session_end(s, true, "out of memory");
 		return;
 	}
 	session_check_bound(s);
+}
+
+/* Hand the gathered payloads (all of one session) to it. */
+static void gather_flush(struct tunnel *t)
+{
+	struct proxy *px = t->px;
+	struct session *s = px->gather_s;
+
+	if (!px->gather_n)
+		return;
+	if (s && !s->dead)
+		session_deliver(s, px->gather_iov, px->gather_n, px->gather_len);
+	px->gather_s = NULL;
+	px->gather_n = 0;
+	px->gather_len = 0;
+}
+
+static void gather_add(struct tunnel *t, struct session *s, const uint8_t *data, size_t len)
+{
+	struct proxy *px = t->px;
+
+	if (px->gather_n && (px->gather_s != s || px->gather_n == GATHER_MAX))
+		gather_flush(t);
+	px->gather_s = s;
+	px->gather_iov[px->gather_n].iov_base = (void *)data;
+	px->gather_iov[px->gather_n].iov_len = len;
+	px->gather_n++;
+	px->gather_len += len;
 }
 
 static void udp_idle_fired(struct loop *l, void *ctx)
@@ -579,6 +650,37 @@ static void wait_service(struct loop *l, void *ctx)
 	}
 }
 
+/*
+ * Read up to UP_FRAMES full frames in one readv: payloads land at their wire
+ * offsets with an 8-byte header slot before each, so every segment but the
+ * last is full and the frames are contiguous: one write sends them all.
+ */
+static ssize_t read_frames(int fd, uint8_t *buf)
+{
+	struct iovec iov[UP_FRAMES];
+
+	for (int i = 0; i < UP_FRAMES; i++) {
+		iov[i].iov_base = buf + (size_t)i * UP_FRAME_SPAN + MUX_KEEP_HDR_LEN;
+		iov[i].iov_len = MUX_STREAM_DATA_MAX;
+	}
+	return readv(fd, iov, UP_FRAMES);
+}
+
+/* Fill the header slots for n payload bytes read by read_frames; returns the wire length. */
+static size_t frame_headers(uint8_t *buf, uint16_t sid, size_t n)
+{
+	size_t wire = 0;
+
+	while (n) {
+		size_t len = n < MUX_STREAM_DATA_MAX ? n : MUX_STREAM_DATA_MAX;
+
+		mux_keep_header(buf + wire, sid, (uint16_t)len);
+		wire += MUX_KEEP_HDR_LEN + len;
+		n -= len;
+	}
+	return wire;
+}
+
 /* Read the local socket and frame what it says toward the tunnel. */
 static void session_pump_up(struct session *s)
 {
@@ -605,10 +707,11 @@ static void session_pump_up(struct session *s)
 				continue;
 			}
 		} else {
-			n = read(s->io.fd, buf + MUX_KEEP_HDR_LEN, MUX_STREAM_DATA_MAX);
+			n = read_frames(s->io.fd, buf);
 			if (n > 0) {
-				mux_keep_header(buf, s->id, (uint16_t)n);
-				if (tunnel_queue(t, buf, (size_t)n + MUX_KEEP_HDR_LEN, NULL, 0) < 0)
+				size_t wire = frame_headers(buf, s->id, (size_t)n);
+
+				if (tunnel_queue(t, buf, wire, NULL, 0) < 0)
 					return;
 				s->sent += (size_t)n;
 				budget = budget > (size_t)n ? budget - (size_t)n : 0;
@@ -775,7 +878,7 @@ static bool frame_data(struct tunnel *t, const struct mux_event *ev)
 	switch (t->cur_kind) {
 	case CUR_STREAM:
 		if (t->cur && !t->cur->dead)
-			session_deliver(t->cur, ev->data, ev->len);
+			gather_add(t, t->cur, ev->data, ev->len);
 		break;
 	case CUR_DATAGRAM:
 	case CUR_CONTROL:
@@ -837,9 +940,11 @@ static bool tunnel_process(struct tunnel *t)
 		t->rbuf_off += used;
 		switch (ev.type) {
 		case MUX_EV_NEED_MORE:
+			gather_flush(t);
 			tunnel_drop_rbuf(t);
-			return true;
+			return !t->closed && !t->rx_blocked_by;
 		case MUX_EV_ERROR:
+			t->px->gather_n = 0; /* the tunnel's sessions end with it */
 			log_warn("tunnel %llu: malformed frame from %s: %s", (unsigned long long)t->id, t->peer,
 				 mux_decode_strerror(ev.error));
 			tunnel_close(t, mux_decode_strerror(ev.error));
@@ -856,18 +961,29 @@ static bool tunnel_process(struct tunnel *t)
 					return false;
 				}
 			}
+			/* Gathered payloads go out before any other frame is acted
+			 * on: only Keep frames of the same session extend them. */
+			if (t->px->gather_n && (ev.frame.status != MUX_KEEP || !t->px->gather_s ||
+						t->px->gather_s->id != ev.frame.session_id))
+				gather_flush(t);
 			frame_begin(t, &ev.frame);
-			if (t->closed)
+			if (t->closed || t->rx_blocked_by) {
+				gather_flush(t);
 				return false;
+			}
 			break;
 		case MUX_EV_DATA:
-			if (!frame_data(t, &ev))
+			if (!frame_data(t, &ev)) {
+				gather_flush(t);
 				return false;
+			}
 			break;
 		case MUX_EV_FRAME_END:
 			frame_end(t, &ev.frame);
-			if (t->closed || t->rx_blocked_by)
+			if (t->closed || t->rx_blocked_by) {
+				gather_flush(t);
 				return false;
+			}
 			break;
 		}
 	}
