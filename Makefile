@@ -14,7 +14,8 @@ OBJDIR  := $(BUILD)/obj
 
 PKGS    := jansson libprotobuf-c libmnl libcrypto
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
+# override: a CFLAGS given on the command line (e.g. sanitizers) keeps these
+override CFLAGS += -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter \
            -Wno-missing-field-initializers -fno-strict-aliasing \
            -Iuser -Iinclude -I$(GEN) $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lanl
