@@ -353,11 +353,17 @@ static int parse_log(struct pctx *p, struct config *c, const json_t *obj)
 
 /* -------------------------------------------------------------- reverse */
 
-static int parse_reverse_list(struct pctx *p, const char *path, const json_t *arr,
-			      struct config_reverse_entry **out, size_t *n_out)
+typedef int (*parse_elem_fn)(struct pctx *p, const char *path, const json_t *v, void *elem);
+
+/*
+ * An array whose elements parse_elem fills, each at its own JSON path
+ * ("inbounds[2]").  The array is handed to *out before the elements are
+ * parsed, so the caller's cleanup frees it on error.
+ */
+static int parse_object_array(struct pctx *p, const char *path, const json_t *arr, size_t elem_size,
+			      void **out, size_t *n_out, parse_elem_fn parse_elem)
 {
-	char epath[PATH_MAX_LEN], kpath[PATH_MAX_LEN];
-	struct config_reverse_entry *ents;
+	char epath[PATH_MAX_LEN];
 	size_t i, n;
 	int ret;
 
@@ -367,45 +373,53 @@ static int parse_reverse_list(struct pctx *p, const char *path, const json_t *ar
 	n = json_array_size(arr);
 	if (n == 0)
 		return 0;
-	ents = calloc(n, sizeof(*ents));
-	if (!ents)
+	*out = calloc(n, elem_size);
+	if (!*out)
 		return -ENOMEM;
-	/* Hand the array over first so the caller's cleanup frees it on error. */
-	*out = ents;
 	*n_out = n;
 	for (i = 0; i < n; i++) {
-		const json_t *e = json_array_get(arr, i);
-		bool has_tag = false, has_domain = false;
-		const char *key;
-		json_t *v;
-
 		join_idx(epath, path, i);
-		ret = want_object(p, epath, e);
+		ret = parse_elem(p, epath, json_array_get(arr, i), (char *)*out + i * elem_size);
 		if (ret)
 			return ret;
-		json_object_foreach((json_t *)e, key, v) {
-			join_key(kpath, epath, key);
-			if (json_is_null(v))
-				continue;
-			if (strcmp(key, "tag") == 0) {
-				ret = copy_str(p, kpath, v, ents[i].tag, sizeof(ents[i].tag), true);
-				has_tag = true;
-			} else if (strcmp(key, "domain") == 0) {
-				/* Compared byte for byte with the dispatched target
-				 * (V2Ray does the same): no case folding here. */
-				ret = copy_str(p, kpath, v, ents[i].domain, sizeof(ents[i].domain), true);
-				has_domain = true;
-			} else {
-				ret = fail_unsupported(p, kpath);
-			}
-			if (ret)
-				return ret;
-		}
-		if (!has_tag)
-			return fail(p, epath, "\"tag\" is required");
-		if (!has_domain)
-			return fail(p, epath, "\"domain\" is required");
 	}
+	return 0;
+}
+
+static int parse_reverse_entry(struct pctx *p, const char *epath, const json_t *e, void *elem)
+{
+	struct config_reverse_entry *ent = elem;
+	char kpath[PATH_MAX_LEN];
+	bool has_tag = false, has_domain = false;
+	const char *key;
+	json_t *v;
+	int ret;
+
+	ret = want_object(p, epath, e);
+	if (ret)
+		return ret;
+	json_object_foreach((json_t *)e, key, v) {
+		join_key(kpath, epath, key);
+		if (json_is_null(v))
+			continue;
+		if (strcmp(key, "tag") == 0) {
+			ret = copy_str(p, kpath, v, ent->tag, sizeof(ent->tag), true);
+			has_tag = true;
+		} else if (strcmp(key, "domain") == 0) {
+			/* Compared byte for byte with the dispatched target
+			 * (V2Ray does the same): no case folding here. */
+			ret = copy_str(p, kpath, v, ent->domain, sizeof(ent->domain), true);
+			has_domain = true;
+		} else {
+			ret = fail_unsupported(p, kpath);
+		}
+		if (ret)
+			return ret;
+	}
+	if (!has_tag)
+		return fail(p, epath, "\"tag\" is required");
+	if (!has_domain)
+		return fail(p, epath, "\"domain\" is required");
 	return 0;
 }
 
@@ -424,9 +438,11 @@ static int parse_reverse(struct pctx *p, struct config *c, const json_t *obj)
 		if (json_is_null(v))
 			continue;
 		if (strcmp(key, "portals") == 0)
-			ret = parse_reverse_list(p, path, v, &c->portals, &c->n_portals);
+			ret = parse_object_array(p, path, v, sizeof(*c->portals), (void **)&c->portals,
+						 &c->n_portals, parse_reverse_entry);
 		else if (strcmp(key, "bridges") == 0)
-			ret = parse_reverse_list(p, path, v, &c->bridges, &c->n_bridges);
+			ret = parse_object_array(p, path, v, sizeof(*c->bridges), (void **)&c->bridges,
+						 &c->n_bridges, parse_reverse_entry);
 		else
 			ret = fail_unsupported(p, path);
 		if (ret)
@@ -510,9 +526,9 @@ static int parse_sniffing(struct pctx *p, const char *path, const json_t *obj)
 	return 0;
 }
 
-static int parse_inbound(struct pctx *p, const char *path, const json_t *obj,
-			 struct config_inbound *in)
+static int parse_inbound(struct pctx *p, const char *path, const json_t *obj, void *elem)
 {
+	struct config_inbound *in = elem;
 	char kpath[PATH_MAX_LEN];
 	const json_t *proto, *settings;
 	const char *key;
@@ -574,27 +590,8 @@ static int parse_inbound(struct pctx *p, const char *path, const json_t *obj,
 
 static int parse_inbounds(struct pctx *p, struct config *c, const json_t *arr)
 {
-	char path[PATH_MAX_LEN];
-	size_t i, n;
-	int ret;
-
-	ret = want_array(p, "inbounds", arr);
-	if (ret)
-		return ret;
-	n = json_array_size(arr);
-	if (n == 0)
-		return 0;
-	c->inbounds = calloc(n, sizeof(*c->inbounds));
-	if (!c->inbounds)
-		return -ENOMEM;
-	c->n_inbounds = n;
-	for (i = 0; i < n; i++) {
-		join_idx(path, "inbounds", i);
-		ret = parse_inbound(p, path, json_array_get(arr, i), &c->inbounds[i]);
-		if (ret)
-			return ret;
-	}
-	return 0;
+	return parse_object_array(p, "inbounds", arr, sizeof(*c->inbounds), (void **)&c->inbounds,
+				  &c->n_inbounds, parse_inbound);
 }
 
 /* ------------------------------------------------------------ outbounds */
@@ -709,9 +706,9 @@ static int parse_blackhole_settings(struct pctx *p, const char *path, const json
 	return 0;
 }
 
-static int parse_outbound(struct pctx *p, const char *path, const json_t *obj,
-			  struct config_outbound *out)
+static int parse_outbound(struct pctx *p, const char *path, const json_t *obj, void *elem)
 {
+	struct config_outbound *out = elem;
 	char kpath[PATH_MAX_LEN];
 	const json_t *proto;
 	const char *key, *name;
@@ -763,27 +760,8 @@ static int parse_outbound(struct pctx *p, const char *path, const json_t *obj,
 
 static int parse_outbounds(struct pctx *p, struct config *c, const json_t *arr)
 {
-	char path[PATH_MAX_LEN];
-	size_t i, n;
-	int ret;
-
-	ret = want_array(p, "outbounds", arr);
-	if (ret)
-		return ret;
-	n = json_array_size(arr);
-	if (n == 0)
-		return 0;
-	c->outbounds = calloc(n, sizeof(*c->outbounds));
-	if (!c->outbounds)
-		return -ENOMEM;
-	c->n_outbounds = n;
-	for (i = 0; i < n; i++) {
-		join_idx(path, "outbounds", i);
-		ret = parse_outbound(p, path, json_array_get(arr, i), &c->outbounds[i]);
-		if (ret)
-			return ret;
-	}
-	return 0;
+	return parse_object_array(p, "outbounds", arr, sizeof(*c->outbounds), (void **)&c->outbounds,
+				  &c->n_outbounds, parse_outbound);
 }
 
 /* -------------------------------------------------------------- routing */
@@ -973,9 +951,9 @@ static int add_ports(struct pctx *p, const char *path, const char *s, size_t len
 	return 0;
 }
 
-static int parse_rule(struct pctx *p, const char *path, const json_t *obj,
-		      struct config_rule *r)
+static int parse_rule(struct pctx *p, const char *path, const json_t *obj, void *elem)
 {
+	struct config_rule *r = elem;
 	char kpath[PATH_MAX_LEN];
 	const json_t *type;
 	const char *key;
@@ -1074,10 +1052,9 @@ static int parse_rule(struct pctx *p, const char *path, const json_t *obj,
 
 static int parse_routing(struct pctx *p, struct config *c, const json_t *obj)
 {
-	char path[PATH_MAX_LEN], rpath[PATH_MAX_LEN];
+	char path[PATH_MAX_LEN];
 	const char *key;
 	json_t *v;
-	size_t i, n;
 	int ret;
 
 	ret = want_object(p, "routing", obj);
@@ -1096,22 +1073,10 @@ static int parse_routing(struct pctx *p, struct config *c, const json_t *obj)
 				return fail(p, path, "\"%s\" is not supported (only \"AsIs\")",
 					    json_string_value(v));
 		} else if (strcmp(key, "rules") == 0) {
-			ret = want_array(p, path, v);
+			ret = parse_object_array(p, path, v, sizeof(*c->rules), (void **)&c->rules,
+						 &c->n_rules, parse_rule);
 			if (ret)
 				return ret;
-			n = json_array_size(v);
-			if (!n)
-				continue;
-			c->rules = calloc(n, sizeof(*c->rules));
-			if (!c->rules)
-				return -ENOMEM;
-			c->n_rules = n;
-			for (i = 0; i < n; i++) {
-				join_idx(rpath, path, i);
-				ret = parse_rule(p, rpath, json_array_get(v, i), &c->rules[i]);
-				if (ret)
-					return ret;
-			}
 		} else {
 			/* balancers, domainMatcher, ... */
 			return fail_unsupported(p, path);

@@ -45,6 +45,19 @@ static void session_pump_up(struct session *s);
 static void session_flush_local(struct session *s);
 static void session_destroy(struct session *s);
 
+/* A non-blocking connect: -1 still in progress, 0 connected, else its errno. */
+static int connect_result(int fd, uint32_t events)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+		return -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return errno;
+	return err;
+}
+
 /* ---------- chunk queue ---------- */
 
 static int chunkq_append(struct chunkq *q, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -765,12 +778,10 @@ static void session_on_io(struct loop *l, struct loop_io *io, uint32_t events)
 	struct session *s = (struct session *)((char *)io - offsetof(struct session, io));
 
 	if (s->connecting) {
-		int err = 0;
-		socklen_t len = sizeof(err);
+		int err = connect_result(io->fd, events);
 
-		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+		if (err < 0)
 			return;
-		getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
 		if (err) {
 			session_end(s, true, strerror(err));
 			return;
@@ -1038,12 +1049,10 @@ static void tunnel_on_io(struct loop *l, struct loop_io *io, uint32_t events)
 	struct tunnel *t = (struct tunnel *)((char *)io - offsetof(struct tunnel, io));
 
 	if (t->connecting) {
-		int err = 0;
-		socklen_t len = sizeof(err);
+		int err = connect_result(io->fd, events);
 
-		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
+		if (err < 0)
 			return;
-		getsockopt(io->fd, SOL_SOCKET, SO_ERROR, &err, &len);
 		if (err) {
 			tunnel_close(t, strerror(err));
 			return;
