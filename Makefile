@@ -37,6 +37,7 @@ USER_OBJS  := $(patsubst user/%.c,$(OBJDIR)/%.o,$(USER_SRCS)) $(OBJDIR)/reverse.
 LIB_OBJS   := $(filter-out $(OBJDIR)/main.o,$(USER_OBJS))
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
+BPF_TEST_BINS := $(patsubst tests/bpf/%.c,$(BUILD)/tests/bpf/%,$(wildcard tests/bpf/*.c))
 TOOL_SRCS  := $(wildcard tests/tools/*.c)
 TOOL_BINS  := $(patsubst tests/tools/%.c,$(BUILD)/tools/%,$(TOOL_SRCS))
 
@@ -80,6 +81,10 @@ $(BUILD)/revsock: $(USER_OBJS)
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB_OBJS)
 	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS) $(EXTRA_LDLIBS) -lcmocka
+
+$(BUILD)/tests/bpf/%: tests/bpf/%.c $(LIB_OBJS)
+	@mkdir -p $(BUILD)/tests/bpf
 	$(CC) $(CFLAGS) -o $@ $< $(LIB_OBJS) $(LDLIBS) $(EXTRA_LDLIBS) -lcmocka
 
 $(BUILD)/tools/%: tests/tools/%.c

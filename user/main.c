@@ -5,6 +5,7 @@
  *   revsock run   -c FILE [--datapath auto|userspace|sockmap] [--log LEVEL]
  *   revsock check -c FILE
  *   revsock demo
+ *   revsock probe
  *   revsock version
  *
  * Exit status: 0 ok; 1 fatal runtime error; 2 bad config, port in use, bad usage.
@@ -23,6 +24,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "engine_bpf.h"
 #include "log.h"
 #include "loop.h"
 #include "proxy.h"
@@ -36,6 +38,7 @@ static void usage(FILE *f)
 		"usage: revsock run -c FILE [--datapath auto|userspace|sockmap] [--log LEVEL]\n"
 		"       revsock check -c FILE\n"
 		"       revsock demo\n"
+		"       revsock probe\n"
 		"       revsock version\n");
 }
 
@@ -152,6 +155,24 @@ cleanup:
 	loop_free(l);
 	config_free(&cfg);
 	return ret;
+}
+
+/*
+ * What `--datapath auto` runs on this kernel, and why.  The kernel engine's
+ * probe loads its programs and maps (docs/bpf.md); the sockmap data path is
+ * not wired into the daemon yet, so auto runs the userspace engine either way.
+ */
+static int cmd_probe(void)
+{
+	char why[256] = "";
+	int ret = bpf_engine_probe(why, sizeof(why));
+
+	if (ret == 0)
+		printf("userspace engine (kernel engine probe: every feature present; "
+		       "its data path is not wired into the daemon yet)\n");
+	else
+		printf("userspace engine (kernel engine unavailable: %s)\n", why[0] ? why : strerror(-ret));
+	return 0;
 }
 
 static int cmd_check(const char *path)
@@ -414,6 +435,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(cmd, "demo"))
 		return cmd_demo(self_path(argv[0]));
+	if (!strcmp(cmd, "probe"))
+		return cmd_probe();
 	if ((!strcmp(cmd, "run") || !strcmp(cmd, "check")) && !config) {
 		fprintf(stderr, "revsock %s: -c FILE is required\n", cmd);
 		return EXIT_CONFIG;

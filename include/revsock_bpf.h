@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Everything the sk_skb programs (bpf/splice.bpf.c) and userspace
+ * (user/engine_bpf.c, tests) share: map keys and values, slot modes, limits.
+ * Defined once, here.  Included by BPF code after vmlinux.h and by userspace
+ * after <linux/types.h>; uses only __u8.. __u64.
+ *
+ * Data path (tunnel -> target direction, see docs/bpf.md):
+ *
+ *   tunnel TCP socket --(SOCKHASH "tunnels", stream parser + verdict)--+
+ *      parser:  reads each Mux.Cool header and decides, in stream order:
+ *               Keep+Data of a session in REVSOCK_SLOT_REDIRECT -> two
+ *               messages, header (dropped by the verdict) and payload
+ *               (redirected to the target's egress, SOCKMAP "targets",
+ *               index = slot); every other frame -> one message, passed
+ *               whole and in order to the tunnel's receive queue.
+ *
+ * Ordering: the verdict numbers every frame it passes ("pass sequence", per
+ * tunnel, 1, 2, 3, ...) and remembers, per bucket of session ids, the last
+ * sequence passed.  Userspace counts the frames it has read from the tunnel
+ * (the same numbers: it reads exactly the passed frames).  A slot armed with
+ * "consumed = N" switches to REDIRECT, in stream order, at the first frame of
+ * its session that the verdict sees while every earlier passed frame of that
+ * session (bucket) has sequence <= N, i.e. userspace has read it (and, by
+ * contract, written it to the target).  Otherwise the frame is passed and
+ * userspace re-arms after handling it.
+ */
+#ifndef REVSOCK_BPF_H
+#define REVSOCK_BPF_H
+
+/* Defaults for the maps' sizes and the const volatile knobs. */
+#define REVSOCK_DEFAULT_MAX_TUNNELS 256
+#define REVSOCK_DEFAULT_MAX_SESSIONS 4096
+#define REVSOCK_DEFAULT_SESSION_BOUND (4ull << 20) /* bytes redirected but not yet acked */
+
+/* Buckets of session ids remembering the last passed frame (power of 2). */
+#define REVSOCK_PASS_BUCKETS 256
+
+/* Mux.Cool constants the parser needs (same values as user/mux.h). */
+#define REVSOCK_MUX_NEW 1
+#define REVSOCK_MUX_KEEP 2
+#define REVSOCK_MUX_END 3
+#define REVSOCK_MUX_KEEPALIVE 4
+#define REVSOCK_MUX_OPT_DATA 0x01
+#define REVSOCK_MUX_META_MIN 4
+#define REVSOCK_MUX_META_MAX 512
+#define REVSOCK_MUX_NEW_META_MIN 8
+
+/*
+ * Session slot modes.  Who may write which transition:
+ *   userspace: FREE -> ARMED (attach), PASS|PAUSED|ENDED -> ARMED (re-arm),
+ *              ARMED|REDIRECT|PAUSED|ENDED -> PASS (stop), * -> FREE (detach,
+ *              after the session map entry is gone)
+ *   verdict:   ARMED -> REDIRECT (switch, stream order), REDIRECT -> PAUSED
+ *              (byte bound), ARMED|REDIRECT -> ENDED (New/End of the session
+ *              seen, in stream order; the frame itself is passed)
+ * Every mode change is a compare-and-swap on both sides.
+ */
+enum revsock_slot_mode {
+	REVSOCK_SLOT_FREE = 0,
+	REVSOCK_SLOT_PASS = 1,     /* attached, frames go to userspace */
+	REVSOCK_SLOT_ARMED = 2,    /* waiting for userspace to catch up */
+	REVSOCK_SLOT_REDIRECT = 3, /* Keep payloads go to the target */
+	REVSOCK_SLOT_PAUSED = 4,   /* bound exceeded: frames go to userspace */
+	REVSOCK_SLOT_ENDED = 5,    /* New/End for the id seen: frames go to userspace */
+};
+
+/*
+ * One session slot: value of the BPF_F_MMAPABLE array "slots", shared with
+ * userspace through mmap().  Fields say who writes them.
+ */
+struct revsock_slot {
+	__u32 mode;        /* enum revsock_slot_mode, CAS by both sides */
+	__u32 arm_seq;     /* user: tunnel frames consumed when (re-)armed */
+	__u32 tunnel_id;   /* user, at attach */
+	__u32 sid;         /* user, at attach */
+	__u32 busy;        /* bpf: 1 while a redirect decision's payload is pending */
+	__u32 pauses;      /* bpf: times the byte bound paused the session */
+	__u64 redir_bytes; /* bpf: payload bytes redirected to the target, ever */
+	__u64 redir_frames;/* bpf */
+	__u64 base;        /* bpf: target bytes written (bytes_acked + outq) minus
+			    * redir_bytes, at the last switch to REDIRECT.  Drained
+			    * when acked + outq == base + redir_bytes; kernel memory
+			    * held for the session is base + redir_bytes - acked. */
+	__u64 acked_seen;  /* bpf: target tcpi_bytes_acked at the last bound check */
+	__u64 switches;    /* bpf: ARMED -> REDIRECT transitions */
+	__u64 arm_waits;   /* bpf: frames passed while ARMED (userspace behind) */
+};
+
+/* Key of the "sessions" hash: (tunnel, Mux.Cool session id) -> slot index. */
+struct revsock_session_key {
+	__u32 tunnel_id;
+	__u32 sid;
+};
+
+/* What the verdict does with the payload message that follows a header. */
+enum revsock_pay_action {
+	REVSOCK_PAY_PASS = 0,
+	REVSOCK_PAY_REDIRECT = 1,
+};
+
+enum revsock_msg_kind {
+	REVSOCK_MSG_HDR = 0,   /* header of a redirected frame: dropped */
+	REVSOCK_MSG_PAY = 1,   /* its payload: redirected */
+	REVSOCK_MSG_RAW = 2,   /* after a parse error: everything is passed */
+	REVSOCK_MSG_FRAME = 3, /* a whole frame (header + payload): passed */
+};
+
+/* Per tunnel socket state, "tunnel_state" hash keyed by the socket cookie. */
+struct revsock_tunnel_state {
+	__u32 tunnel_id;  /* user */
+	__u32 error;      /* parser: 1 after a malformed header (all passed from then on) */
+	/* parser */
+	__u32 p_expect_pay; /* next message is a payload of p_pay_len bytes */
+	__u32 p_pay_len;
+	/* parser -> verdict: the message just cut */
+	__u32 m_kind;     /* enum revsock_msg_kind */
+	__u32 m_len;
+	__u32 m_sid;
+	__u32 m_status;
+	__u32 m_option;
+	__u32 m_data_len;
+	/* verdict */
+	__u32 v_action;   /* enum revsock_pay_action for the pending payload */
+	__u32 v_slot;
+	__u32 pass_seq;   /* frames passed so far */
+	__u32 pad;
+	__u32 last_pass[REVSOCK_PASS_BUCKETS]; /* pass_seq of the last frame passed per sid bucket */
+};
+
+/* Per-CPU counters: "counters" (one entry), `bpftool map dump pinned .../counters`. */
+struct revsock_counters {
+	__u64 redir_bytes;   /* payload bytes redirected to targets */
+	__u64 redir_frames;
+	__u64 hdr_bytes;     /* Keep headers dropped because their payload was redirected */
+	__u64 pass_bytes;    /* bytes passed to tunnel receive queues (whole frames) */
+	__u64 pass_frames;
+	__u64 drop_bytes;    /* payload bytes lost: redirect failed (target gone) */
+	__u64 drop_frames;
+	__u64 switches;      /* ARMED -> REDIRECT */
+	__u64 arm_waits;     /* frames passed while ARMED: userspace behind, or target over the bound */
+	__u64 pauses;        /* REDIRECT -> PAUSED (byte bound) */
+	__u64 ends;          /* ARMED/REDIRECT -> ENDED */
+	__u64 parse_errors;
+	__u64 no_tunnel;     /* messages on a socket without tunnel_state */
+};
+
+#endif

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sockmap engine: loads bpf/splice.bpf.c (skeleton linked into the binary),
+ * pins its maps under /sys/fs/bpf/revsock/<instance>/, and moves Keep payloads
+ * tunnel -> target in the kernel.  The target -> tunnel direction stays in
+ * userspace (read + writev framing): the kernel cannot add headers to bulk skbs.
+ *
+ * All functions return 0 (or a documented positive value) or a negative errno.
+ * Single-threaded use (the daemon's loop thread); the tests use one thread per
+ * engine object too.  docs/bpf.md has the full protocol.
+ *
+ * Life of a tunnel:
+ *   bpf_engine_tunnel_add(fd) at a frame boundary, before userspace reads any
+ *   byte of it (bytes already queued go through the parser on insertion).
+ *   Userspace then reads only passed frames; it counts every complete frame it
+ *   reads: that count ("consumed") is what arm/attach take.
+ *
+ * Life of a session (tunnel -> target direction):
+ *   attach(tunnel, sid, target, consumed) -> slot, mode ARMED.
+ *     Portal: attach before sending New (consumed = current count).
+ *     Bridge: attach once the target is connected and everything userspace
+ *     received for the session is written to it.
+ *   The verdict switches ARMED -> REDIRECT at the first Keep of the session
+ *   once userspace has consumed every earlier passed frame of it.  Until then
+ *   it passes: userspace handles such a frame like an unattached one (writes
+ *   the payload to the target) and calls arm(slot, consumed) again.
+ *   A frame of an attached session that userspace reads means "mode is not
+ *   REDIRECT": look at bpf_engine_session_mode():
+ *     ARMED   not switched yet: write it, re-arm.
+ *     PAUSED  the byte bound was hit (slow target): wait until
+ *             bpf_engine_session_drained() == 1 (poll, e.g. every 1-10 ms),
+ *             then write it; re-arm when the userspace buffer is empty.
+ *     ENDED   New/End for the id: wait drained, then act on the frame
+ *             (shutdown(SHUT_WR) the target on End), then detach.
+ *   detach(slot): stop (no more redirects), then drained, then remove.
+ *
+ * Never write to a target while its slot may redirect or is not drained:
+ * user and kernel bytes would interleave.
+ */
+#ifndef REVSOCK_ENGINE_BPF_H
+#define REVSOCK_ENGINE_BPF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/types.h>
+#include "revsock_bpf.h"
+
+#define BPF_ENGINE_PIN_ROOT "/sys/fs/bpf/revsock"
+
+struct bpf_engine;
+
+struct bpf_engine_opts {
+	const char *instance;   /* pin directory name; NULL or "" = do not pin */
+	const char *pin_root;   /* NULL = BPF_ENGINE_PIN_ROOT */
+	uint64_t session_bound; /* 0 = REVSOCK_DEFAULT_SESSION_BOUND (4 MiB) */
+	uint32_t max_tunnels;   /* 0 = REVSOCK_DEFAULT_MAX_TUNNELS */
+	uint32_t max_sessions;  /* 0 = REVSOCK_DEFAULT_MAX_SESSIONS (slots) */
+};
+
+/*
+ * Probe by loading: SOCKMAP/SOCKHASH, sk_skb stream parser + verdict attach,
+ * the bpf_cast_to_kern_ctx kfunc, AF_UNIX sockets in a sockmap, and finally
+ * the engine's own programs.  0, or -errno with the missing feature in why.
+ */
+int bpf_engine_probe(char *why, size_t cap);
+
+/* Open, set knobs, load, attach the programs to the tunnels map, pin. */
+int bpf_engine_open(const struct bpf_engine_opts *opts, struct bpf_engine **out,
+		    char *why, size_t cap);
+/* Remove the pins (clean close), detach everything, free. NULL is a no-op. */
+void bpf_engine_close(struct bpf_engine *e);
+/* Pin directory, "" when not pinned. */
+const char *bpf_engine_pin_dir(const struct bpf_engine *e);
+
+/* Add a connected TCP tunnel socket (frame boundary, nothing read yet). */
+int bpf_engine_tunnel_add(struct bpf_engine *e, int fd, uint32_t *tunnel_id);
+/* Remove a tunnel; its sessions are detached by force (call before close(fd)). */
+int bpf_engine_tunnel_remove(struct bpf_engine *e, uint32_t tunnel_id);
+
+/*
+ * Attach a session: Keep payloads of (tunnel, sid) go to target_fd (a connected
+ * TCP socket, not half-closed) once the verdict switches.  consumed = frames
+ * userspace has read from the tunnel so far.  -EEXIST if the session is
+ * attached, -ENOSPC without a free slot, -EOPNOTSUPP for a non-TCP or
+ * half-closed target, -EINVAL for sid 0 or the control session (1).
+ */
+int bpf_engine_session_attach(struct bpf_engine *e, uint32_t tunnel_id, uint16_t sid,
+			      int target_fd, uint32_t consumed, uint32_t *slot);
+/* Re-arm after userspace handled passed frames: from PASS, PAUSED or ARMED
+ * (updates consumed); a no-op in REDIRECT and ENDED. */
+int bpf_engine_session_arm(struct bpf_engine *e, uint32_t slot, uint32_t consumed);
+/* Current mode (enum revsock_slot_mode), or -errno. */
+int bpf_engine_session_mode(const struct bpf_engine *e, uint32_t slot);
+/* Stop redirecting (-> PASS).  Frames after this point are passed. */
+int bpf_engine_session_stop(struct bpf_engine *e, uint32_t slot);
+/*
+ * 1 when every byte the kernel redirected for the slot is in the target's TCP
+ * write queue or acked (userspace may write to it, or shutdown(SHUT_WR)),
+ * 0 not yet, -EBUSY in REDIRECT (stop it first), -errno.  In ARMED the
+ * answer holds only while userspace holds an unconsumed frame of the session
+ * (the verdict cannot switch then): check it when handling such a frame.
+ */
+int bpf_engine_session_drained(const struct bpf_engine *e, uint32_t slot);
+/* Wait for drained (polling every 200 us) up to timeout_ms; 0 or -ETIMEDOUT. */
+int bpf_engine_session_wait_drained(const struct bpf_engine *e, uint32_t slot, int timeout_ms);
+/*
+ * Detach: stop, require drained (else -EBUSY and the slot stays, in PASS),
+ * remove the target from the sockmap and free the slot.  force: do not wait
+ * (target dead: bytes still queued in the kernel for it are discarded).
+ */
+int bpf_engine_session_detach(struct bpf_engine *e, uint32_t slot, bool force);
+/* Snapshot of the slot (counters, mode, base). */
+int bpf_engine_session_info(const struct bpf_engine *e, uint32_t slot, struct revsock_slot *out);
+/* Kernel-held bytes for the slot right now (base + redirected - acked), or -errno. */
+int64_t bpf_engine_session_held(const struct bpf_engine *e, uint32_t slot);
+
+/* Sum of the per-CPU counters. */
+int bpf_engine_counters(const struct bpf_engine *e, struct revsock_counters *sum);
+
+#endif
