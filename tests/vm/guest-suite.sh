@@ -111,18 +111,9 @@ if [ ! -f "$suite" ]; then
 	echo "vm-guest: suite: $suite not found"
 	exit 1
 fi
-# The kernel engine's own tests (sockmap deframer, ordering, drain, pins): in
-# the VMs, where each kernel is a fresh one (docs/bpf.md: the host's 6.18 hit a
-# kernel BUG under tunnel receive pressure).  On a kernel that lacks a feature
-# they skip with the feature named.
-bpf_rc=0
-if [ -x build/tests/bpf/test_bpf_engine ]; then
-	bpf_out=$(REVSOCK_BPF_BENCH_MB=0 tests/run_unit.sh build/tests/bpf/test_bpf_engine 2>&1)
-	bpf_rc=$?
-	printf '%s\n' "$bpf_out" | grep -E 'skip:|FAILED|OK \]' | sed 's/^/vm-guest: bpf: /'
-	echo "vm-guest: bpf engine: $(printf '%s\n' "$bpf_out" | sed -n 's/^unit: //p' | tail -n1)"
-fi
-[ $bpf_rc = 0 ] || smoke_rc=$bpf_rc
+# The kernel engine's own tests are not run here: on 6.12 (and on the 6.18
+# host) the deframer's stream parser can trigger a kernel BUG in tcp_collapse
+# (docs/bpf.md "Kernel trouble").  `make bpftest` runs them by hand.
 
 echo "vm-guest: suite: $suite, REVSOCK_DATAPATH=$REVSOCK_DATAPATH REVSOCK_TEST_MIB=$REVSOCK_TEST_MIB VM_GUEST_ACCEL=${VM_GUEST_ACCEL:-?}"
 start=$(date +%s)
