@@ -38,6 +38,9 @@ run_suite integration python3 tests/integration/run.py
 for extra in tests/integration/netns_*.py; do
 	[ -e "$extra" ] && run_suite "$(basename "$extra" .py)" python3 "$extra"
 done
+# The benchmark's smoke run: every configuration must move correct bytes (speed not judged).
+run_suite bench env BENCH_QUICK=1 make --no-print-directory bench
+
 # The same suite in VMs on the kernels users run (6.1, 6.12); REVSOCK_SKIP_VM=1 skips.
 if [ -z "${REVSOCK_SKIP_VM:-}" ]; then
 	run_suite vmtest make --no-print-directory vmtest

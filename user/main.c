@@ -84,10 +84,11 @@ static int choose_datapath(enum datapath_kind want)
 {
 	switch (want) {
 	case DATAPATH_SOCKMAP:
-		log_err("datapath sockmap: the kernel engine is not built into this revsock yet");
+		log_err("datapath sockmap: the kernel engine is built in (revsock probe) but not wired into the data "
+			"path yet: its stream parser can crash 6.12/6.18 kernels (docs/bpf.md)");
 		return -EOPNOTSUPP;
 	case DATAPATH_AUTO:
-		log_info("datapath auto: userspace engine (the kernel engine is not built into this revsock yet)");
+		log_info("datapath auto: userspace engine (the kernel engine is not wired into the data path yet)");
 		return 0;
 	default:
 		log_info("datapath userspace");
