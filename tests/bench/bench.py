@@ -418,8 +418,15 @@ def run_idle(setup, P):
         res.update(open_seconds=first.get("seconds"), rss_delta=rss1 - rss0, sock_delta=sk1 - sk0,
                    tunnels=tunnels, kib_per_session=(rss1 - rss0 + sk1 - sk0) / opened / 1024.0)
         if not second.get("ok"):
-            res["error"] = "idle: opened %s/%d, alive %s, dropped %s, corrupt %s" % (
-                second.get("opened"), n, second.get("alive"), second.get("dropped"), second.get("corrupt"))
+            # A proxy that opens fewer sessions than asked, all of them intact, has hit
+            # its own limit: the notes show opened/alive; lost or altered bytes fail.
+            intact = (second.get("opened", 0) > 0 and not second.get("dropped") and not second.get("corrupt")
+                      and second.get("alive") == second.get("opened"))
+            if intact:
+                res["ok"] = True
+            else:
+                res["error"] = "idle: opened %s/%d, alive %s, dropped %s, corrupt %s" % (
+                    second.get("opened"), n, second.get("alive"), second.get("dropped"), second.get("corrupt"))
         return res
     finally:
         try:
