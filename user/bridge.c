@@ -33,21 +33,6 @@ static const struct config_outbound *route_outbound(struct proxy *px, const char
 	return tag ? config_find_outbound(px->cfg, tag) : NULL;
 }
 
-static int bridge_add_tunnel(struct bridge *b, struct tunnel *t)
-{
-	if (b->n_tunnels == b->cap_tunnels) {
-		size_t cap = b->cap_tunnels ? b->cap_tunnels * 2 : 8;
-		struct tunnel **v = realloc(b->tunnels, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		b->tunnels = v;
-		b->cap_tunnels = cap;
-	}
-	b->tunnels[b->n_tunnels++] = t;
-	return 0;
-}
-
 static void tunnel_dialed(struct proxy *px, void *ctx, int fd, bool connecting, int err)
 {
 	struct bridge *b = ctx;
@@ -63,7 +48,7 @@ static void tunnel_dialed(struct proxy *px, void *ctx, int fd, bool connecting, 
 		return;
 	}
 	t->bridge = b;
-	if (bridge_add_tunnel(b, t) < 0) {
+	if (tunnel_list_add(&b->tunnels, t) < 0) {
 		tunnel_close(t, "out of memory");
 		return;
 	}
@@ -101,8 +86,8 @@ static void monitor_fired(struct loop *l, void *ctx)
 
 	if (px->stopping)
 		return;
-	for (size_t i = 0; i < b->n_tunnels; i++) {
-		struct tunnel *t = b->tunnels[i];
+	for (size_t i = 0; i < b->tunnels.n; i++) {
+		struct tunnel *t = b->tunnels.v[i];
 		bool active = !t->closed && !t->draining && !t->suspended;
 
 		if (active && !t->connecting &&
@@ -165,13 +150,8 @@ void bridge_tunnel_gone(struct tunnel *t)
 {
 	struct bridge *b = t->bridge;
 
-	for (size_t i = 0; b && i < b->n_tunnels; i++) {
-		if (b->tunnels[i] == t) {
-			memmove(&b->tunnels[i], &b->tunnels[i + 1], (b->n_tunnels - i - 1) * sizeof(*b->tunnels));
-			b->n_tunnels--;
-			break;
-		}
-	}
+	if (b)
+		tunnel_list_remove(&b->tunnels, t);
 	/* A lost tunnel is replaced at once, not at the next 2 s tick. */
 	if (b && !t->draining)
 		bridge_monitor_now(b);

@@ -209,8 +209,8 @@ bool linkwatch_bridge_may_dial(struct linkwatch *lw, struct bridge *b)
 
 static bool bridge_has_usable_tunnel(const struct bridge *b)
 {
-	for (size_t i = 0; i < b->n_tunnels; i++) {
-		const struct tunnel *t = b->tunnels[i];
+	for (size_t i = 0; i < b->tunnels.n; i++) {
+		const struct tunnel *t = b->tunnels.v[i];
 
 		if (!t->closed && !t->draining && !t->suspended)
 			return true;

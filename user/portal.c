@@ -22,8 +22,8 @@ static void heartbeat_fired(struct loop *l, void *ctx);
 /* Is there a tunnel other than t that takes new sessions? */
 static bool portal_has_replacement(const struct portal *p, const struct tunnel *t)
 {
-	for (size_t i = 0; i < p->n_tunnels; i++) {
-		const struct tunnel *o = p->tunnels[i];
+	for (size_t i = 0; i < p->tunnels.n; i++) {
+		const struct tunnel *o = p->tunnels.v[i];
 
 		if (o != t && !o->draining && !o->closed && !o->closing && !o->failed && !o->suspended)
 			return true;
@@ -34,28 +34,13 @@ static bool portal_has_replacement(const struct portal *p, const struct tunnel *
 /* Close the drained tunnels that have no session left, now that they may. */
 static void portal_reap_drained(struct portal *p)
 {
-	for (size_t i = 0; i < p->n_tunnels; i++) {
-		struct tunnel *t = p->tunnels[i];
+	for (size_t i = 0; i < p->tunnels.n; i++) {
+		struct tunnel *t = p->tunnels.v[i];
 
 		if (!t->closed && portal_drained_tunnel_may_close(t->draining, t->live_sessions,
 								   portal_has_replacement(p, t)))
 			tunnel_finish(t, "drained");
 	}
-}
-
-static int portal_add_tunnel(struct portal *p, struct tunnel *t)
-{
-	if (p->n_tunnels == p->cap_tunnels) {
-		size_t cap = p->cap_tunnels ? p->cap_tunnels * 2 : 8;
-		struct tunnel **v = realloc(p->tunnels, cap * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		p->tunnels = v;
-		p->cap_tunnels = cap;
-	}
-	p->tunnels[p->n_tunnels++] = t;
-	return 0;
 }
 
 /* Send one Control message on the control session: random 0..63 bytes as V2Ray. */
@@ -126,7 +111,7 @@ void portal_tunnel_accepted(struct portal *p, int fd, const char *peer)
 		return;
 	}
 	t->portal = p;
-	if (portal_add_tunnel(p, t) < 0) {
+	if (tunnel_list_add(&p->tunnels, t) < 0) {
 		tunnel_close(t, "out of memory");
 		return;
 	}
@@ -138,15 +123,8 @@ void portal_tunnel_accepted(struct portal *p, int fd, const char *peer)
 
 void portal_tunnel_gone(struct tunnel *t)
 {
-	struct portal *p = t->portal;
-
-	for (size_t i = 0; p && i < p->n_tunnels; i++) {
-		if (p->tunnels[i] == t) {
-			memmove(&p->tunnels[i], &p->tunnels[i + 1], (p->n_tunnels - i - 1) * sizeof(*p->tunnels));
-			p->n_tunnels--;
-			break;
-		}
-	}
+	if (t->portal)
+		tunnel_list_remove(&t->portal->tunnels, t);
 }
 
 void portal_session_gone(struct tunnel *t)
@@ -159,11 +137,11 @@ void portal_session_gone(struct tunnel *t)
 static struct tunnel *portal_pick(struct portal *p)
 {
 	struct picker_view v[64];
-	size_t n = p->n_tunnels < 64 ? p->n_tunnels : 64;
+	size_t n = p->tunnels.n < 64 ? p->tunnels.n : 64;
 	int i;
 
 	for (size_t k = 0; k < n; k++) {
-		struct tunnel *t = p->tunnels[k];
+		struct tunnel *t = p->tunnels.v[k];
 
 		v[k] = (struct picker_view){
 			.live_sessions = t->live_sessions + t->control_open,
@@ -174,7 +152,7 @@ static struct tunnel *portal_pick(struct portal *p)
 		};
 	}
 	i = picker_pick(v, n);
-	return i < 0 ? NULL : p->tunnels[i];
+	return i < 0 ? NULL : p->tunnels.v[i];
 }
 
 void portal_user_accepted(struct portal *p, int fd, const struct mux_target *target)

@@ -120,9 +120,9 @@ void proxy_free(struct proxy *px)
 	linkwatch_stop(px->linkwatch);
 	px->linkwatch = NULL;
 	for (size_t i = 0; i < px->n_portals; i++)
-		free(px->portals[i].tunnels);
+		free(px->portals[i].tunnels.v);
 	for (size_t i = 0; i < px->n_bridges; i++)
-		free(px->bridges[i].tunnels);
+		free(px->bridges[i].tunnels.v);
 	free(px->portals);
 	free(px->bridges);
 	free(px->tcp_in);

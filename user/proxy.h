@@ -43,18 +43,22 @@ enum tunnel_role {
 	TUNNEL_BRIDGE, /* we are the mux server: the portal opens sessions */
 };
 
+/* A portal's or a bridge's tunnels, in order of arrival (the picker's tie-break). */
+struct tunnel_list {
+	struct tunnel **v;
+	size_t n, cap;
+};
+
 struct portal {
 	struct proxy *px;
 	const struct config_reverse_entry *cfg;
-	struct tunnel **tunnels; /* in order of arrival: the picker's tie-break */
-	size_t n_tunnels, cap_tunnels;
+	struct tunnel_list tunnels;
 };
 
 struct bridge {
 	struct proxy *px;
 	const struct config_reverse_entry *cfg;
-	struct tunnel **tunnels;
-	size_t n_tunnels, cap_tunnels;
+	struct tunnel_list tunnels;
 	struct loop_timer monitor;
 	uint64_t last_dial_ms;
 };
@@ -211,6 +215,8 @@ void proxy_free(struct proxy *px);
 struct tunnel *tunnel_new(struct proxy *px, int fd, enum tunnel_role role, bool connecting, const char *peer);
 void tunnel_close(struct tunnel *t, const char *reason);
 void tunnel_finish(struct tunnel *t, const char *reason); /* flush, then close */
+int tunnel_list_add(struct tunnel_list *l, struct tunnel *t);
+void tunnel_list_remove(struct tunnel_list *l, const struct tunnel *t);
 int tunnel_send_frame(struct tunnel *t, const struct mux_frame *f, const uint8_t *data, size_t len);
 struct session *tunnel_open_session(struct tunnel *t, enum session_kind kind, int fd,
 				    const struct mux_target *target, const uint8_t *first, size_t first_len);
@@ -220,7 +226,6 @@ void session_end(struct session *s, bool error, const char *why);
 void session_local_connected(struct session *s);
 void session_touch_udp(struct session *s);
 int session_attach_fd(struct session *s, int fd, bool connecting);
-void session_abort_local(struct session *s, const char *why); /* local side failed: End+Error */
 struct session *session_new_bridge(struct tunnel *t, uint16_t id, enum session_kind kind);
 void chunkq_clear(struct chunkq *q);
 

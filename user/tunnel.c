@@ -60,28 +60,6 @@ static int connect_result(int fd, uint32_t events)
 
 /* ---------- chunk queue ---------- */
 
-static int chunkq_append(struct chunkq *q, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
-{
-	struct chunk *c = malloc(sizeof(*c) + alen + blen);
-
-	if (!c)
-		return -ENOMEM;
-	c->next = NULL;
-	c->off = 0;
-	c->len = (uint32_t)(alen + blen);
-	if (alen)
-		memcpy(c->data, a, alen);
-	if (blen)
-		memcpy(c->data + alen, b, blen);
-	if (q->tail)
-		q->tail->next = c;
-	else
-		q->head = c;
-	q->tail = c;
-	q->bytes += alen + blen;
-	return 0;
-}
-
 /* Append iov[0..n) minus its first `skip` bytes as one chunk. */
 static int chunkq_append_iov(struct chunkq *q, const struct iovec *iov, int n, size_t skip)
 {
@@ -174,12 +152,12 @@ static void tunnel_schedule_close(struct tunnel *t, const char *reason);
  */
 static int tunnel_queue(struct tunnel *t, const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
 {
+	struct iovec iov[2] = { { (void *)a, alen }, { (void *)b, blen } };
 	size_t done = 0;
 
 	if (t->closed || t->failed)
 		return -EPIPE;
 	if (!t->out.bytes && !t->connecting) {
-		struct iovec iov[2] = { { (void *)a, alen }, { (void *)b, blen } };
 		ssize_t n = writev(t->io.fd, iov, blen ? 2 : 1);
 
 		if (n > 0) {
@@ -192,21 +170,15 @@ static int tunnel_queue(struct tunnel *t, const uint8_t *a, size_t alen, const u
 		if (done == alen + blen)
 			return 0;
 	}
-	if (done < alen) {
-		if (chunkq_append(&t->out, a + done, alen - done, b, blen) < 0)
-			goto nomem;
-	} else {
-		if (chunkq_append(&t->out, NULL, 0, b + (done - alen), blen - (done - alen)) < 0)
-			goto nomem;
+	if (chunkq_append_iov(&t->out, iov, 2, done) < 0) {
+		tunnel_schedule_close(t, "out of memory");
+		return -ENOMEM;
 	}
 	if (t->out.bytes > TUNNEL_OUT_HARD) {
 		tunnel_schedule_close(t, "peer is not reading the tunnel");
 		return -EPIPE;
 	}
 	return 0;
-nomem:
-	tunnel_schedule_close(t, "out of memory");
-	return -ENOMEM;
 }
 
 int tunnel_send_frame(struct tunnel *t, const struct mux_frame *f, const uint8_t *data, size_t len)
@@ -475,11 +447,6 @@ static void session_peer_end(struct session *s, bool error)
 	s->local_eof = true;
 	if (!s->connecting)
 		session_flush_local(s);
-}
-
-void session_abort_local(struct session *s, const char *why)
-{
-	session_end(s, true, why);
 }
 
 /* Write buffered bytes toward the local socket. */
@@ -1075,6 +1042,33 @@ static void tunnel_on_io(struct loop *l, struct loop_io *io, uint32_t events)
 }
 
 /* ---------- tunnel lifetime ---------- */
+
+int tunnel_list_add(struct tunnel_list *l, struct tunnel *t)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		struct tunnel **v = realloc(l->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = t;
+	return 0;
+}
+
+/* Keeps the order: it is the picker's tie-break. */
+void tunnel_list_remove(struct tunnel_list *l, const struct tunnel *t)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		if (l->v[i] == t) {
+			memmove(&l->v[i], &l->v[i + 1], (l->n - i - 1) * sizeof(*l->v));
+			l->n--;
+			return;
+		}
+	}
+}
 
 struct tunnel *tunnel_new(struct proxy *px, int fd, enum tunnel_role role, bool connecting, const char *peer)
 {
