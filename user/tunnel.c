@@ -769,6 +769,19 @@ static void session_on_io(struct loop *l, struct loop_io *io, uint32_t events)
 
 /* ---------- tunnel receive side ---------- */
 
+/* V2Ray drops the whole tunnel for a UDP frame over 2048 bytes: so do we. */
+static bool udp_frame_too_large(struct tunnel *t, const struct mux_frame *f, const struct session *s)
+{
+	if (!f->has_data || f->data_len <= MUX_UDP_DATA_MAX)
+		return false;
+	if (!(s && s->kind != SESSION_TCP) && !(f->status == MUX_NEW && f->target.network == MUX_NET_UDP))
+		return false;
+	log_warn("tunnel %llu: malformed frame from %s: UDP frame of %u bytes (max %d)", (unsigned long long)t->id,
+		 t->peer, f->data_len, MUX_UDP_DATA_MAX);
+	tunnel_close(t, "packet size too large (UDP frame over 2048 bytes)");
+	return true;
+}
+
 static void frame_begin(struct tunnel *t, const struct mux_frame *f)
 {
 	struct session *s;
@@ -780,7 +793,8 @@ static void frame_begin(struct tunnel *t, const struct mux_frame *f)
 	t->pkt_len = 0;
 	switch (f->status) {
 	case MUX_NEW:
-		if (t->role == TUNNEL_PORTAL)
+		s = session_find(t, f->session_id);
+		if (udp_frame_too_large(t, f, s) || t->role == TUNNEL_PORTAL)
 			return; /* V2Ray's client ignores New from the server */
 		if (f->target.addr.type == MUX_ADDR_DOMAIN &&
 		    !strcmp(f->target.addr.domain.name, MUX_CONTROL_DOMAIN)) {
@@ -788,7 +802,6 @@ static void frame_begin(struct tunnel *t, const struct mux_frame *f)
 			t->cur_kind = CUR_CONTROL;
 			return;
 		}
-		s = session_find(t, f->session_id);
 		if (s) /* V2Ray silently replaces the entry */
 			session_destroy(s);
 		bridge_new_session(t, f);
@@ -809,13 +822,17 @@ static void frame_begin(struct tunnel *t, const struct mux_frame *f)
 				tunnel_send_end(t, f->session_id, false);
 			return;
 		}
+		if (udp_frame_too_large(t, f, s))
+			return;
 		t->cur = s;
 		t->cur_kind = s->kind == SESSION_TCP ? CUR_STREAM : CUR_DATAGRAM;
 		return;
 	case MUX_END:
 		t->cur_kind = CUR_END;
 		return;
-	default: /* KeepAlive: accepted, ignored */
+	default: /* KeepAlive: accepted, ignored (but not an oversized UDP frame) */
+		if (f->has_data && f->data_len > MUX_UDP_DATA_MAX)
+			udp_frame_too_large(t, f, session_find(t, f->session_id));
 		return;
 	}
 }
@@ -928,17 +945,6 @@ static bool tunnel_process(struct tunnel *t)
 			tunnel_close(t, mux_decode_strerror(ev.error));
 			return false;
 		case MUX_EV_FRAME:
-			if (ev.frame.has_data && ev.frame.data_len > MUX_UDP_DATA_MAX) {
-				struct session *s = session_find(t, ev.frame.session_id);
-
-				if ((s && s->kind != SESSION_TCP && ev.frame.status != MUX_END) ||
-				    (ev.frame.status == MUX_NEW && ev.frame.target.network == MUX_NET_UDP)) {
-					log_warn("tunnel %llu: malformed frame from %s: UDP frame of %u bytes (max %d)",
-						 (unsigned long long)t->id, t->peer, ev.frame.data_len, MUX_UDP_DATA_MAX);
-					tunnel_close(t, "packet size too large (UDP frame over 2048 bytes)");
-					return false;
-				}
-			}
 			/* Gathered payloads go out before any other frame is acted
 			 * on: only Keep frames of the same session extend them. */
 			if (t->px->gather_n && (ev.frame.status != MUX_KEEP || !t->px->gather_s ||
