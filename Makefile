@@ -28,6 +28,7 @@ DEPS := build-essential pkg-config clang llvm libbpf-dev libelf-dev zlib1g-dev \
 
 # Area fragments may append to EXTRA_OBJS / EXTRA_LDLIBS and add targets:
 # bpf/bpf.mk (kernel engine), tests/bench/bench.mk, tests/vm/vm.mk.
+.DEFAULT_GOAL := all
 EXTRA_OBJS :=
 EXTRA_LDLIBS :=
 -include bpf/bpf.mk
@@ -102,7 +103,7 @@ integration: all
 	@python3 tests/integration/run.py
 
 test: deps
-	@$(MAKE) --no-print-directory all $(UNIT_BINS)
+	@$(MAKE) --no-print-directory all $(UNIT_BINS) $(BPF_TEST_BINS)
 	@tests/run_all.sh
 
 clean:

@@ -37,15 +37,12 @@ $(GEN)/%.skel.h: $(GEN)/%.bpf.o
 # The engine includes the skeleton; so do the tests that use it.
 $(OBJDIR)/engine_bpf.o: $(GEN)/splice.skel.h
 
-# The engine's own tests (root + BPF), tests/bpf/*.c, built by the Makefile.
-# Not in `make test` or `make vmtest`: the deframer can trigger a kernel BUG in
-# tcp_collapse on 6.12 and 6.18 (docs/bpf.md "Kernel trouble").  Run them in a
-# throwaway VM: tests/vm/run.sh -k 6.12 -- build/tests/bpf/test_bpf_engine
+# The engine's own tests (root + BPF), tests/bpf/*.c, built by the Makefile and
+# run by `make test` (tests/run_all.sh) and, in each VM, by `make vmtest`.
 $(BUILD)/tests/bpf/test_bpf_engine: $(GEN)/splice.skel.h
 
 .PHONY: bpftest
 bpftest: $(BPF_TEST_BINS)
-	@echo "bpftest: may crash this kernel (docs/bpf.md); Ctrl-C within 5 s to stop"; sleep 5
 	@REVSOCK_BPF_BENCH_MB=$${REVSOCK_BPF_BENCH_MB:-0} tests/run_unit.sh $(BPF_TEST_BINS)
 
 .SECONDARY: $(patsubst %,$(GEN)/%.bpf.o,$(BPF_PROGS))

@@ -5,11 +5,23 @@
  *   revsock_parser   (sk_skb/stream_parser)  reads each frame header and decides,
  *                    in stream order, what happens to the frame:
  *                      redirect (Keep+Data of a session in REDIRECT): two
- *                        messages, header (2 + metaLen + 2) and payload (dataLen)
+ *                        messages, header (2 + metaLen + 2) and payload
+ *                        (dataLen)
  *                      pass (everything else): one message, the whole frame
  *   revsock_verdict  (sk_skb/stream_verdict) drops redirected headers, redirects
  *                    their payloads to the session's target socket (egress),
- *                    passes whole frames to the tunnel's receive queue.
+ *                    and redirects whole passed frames (and raw bytes after a
+ *                    malformed header) to the INGRESS of the tunnel's mailbox,
+ *                    an AF_UNIX socket in "mailboxes" that userspace reads.
+ *
+ * The verdict never returns SK_PASS for a tunnel socket.  On kernels with
+ * tcp_bpf_strp_read_sock() (6.14+, 6.12.17+, 6.6.80+, 6.1.130+), a verdict
+ * that mixes SK_PASS (data to the socket's own queue) with redirects leaves
+ * tp->copied_seq = psock->copied_seq - psock->ingress_bytes, out of step with
+ * the receive queue, and tcp_collapse() (start = copied_seq, under receive
+ * memory pressure) hits BUG_ON.  With redirects only, ingress_bytes stays 0
+ * and copied_seq is right.  A failed mailbox redirect drops the message and
+ * marks the tunnel in error: userspace closes it (never a silent gap).
  *
  * strparser calls parse(k), verdict(k), parse(k+1), ... per socket, serialized,
  * and calls the parser again for the same message only while it returns 0
@@ -55,6 +67,15 @@ struct {
 	__type(value, __u64);
 } targets SEC(".maps");
 
+/* Per tunnel: the AF_UNIX socket userspace reads passed frames from
+ * (a hash: tunnel ids are not dense). */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, REVSOCK_DEFAULT_MAX_TUNNELS);
+	__type(key, __u32);   /* tunnel id */
+	__type(value, __u64);
+} mailboxes SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(map_flags, BPF_F_MMAPABLE);
@@ -77,6 +98,14 @@ struct {
 	__type(value, struct revsock_tunnel_state);
 } tunnel_state SEC(".maps");
 
+/* Per tunnel (engine table index): userspace's requests to the parser. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, REVSOCK_DEFAULT_MAX_TUNNELS);
+	__type(key, __u32);
+	__type(value, struct revsock_tunnel_ctl);
+} tunnel_ctl SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -98,6 +127,15 @@ static __always_inline int strp_offset(struct __sk_buff *skb)
 	struct sk_skb_cb *cb = (struct sk_skb_cb *)kskb->cb;
 
 	return BPF_CORE_READ(cb, strp.strp.offset);
+}
+
+/* Length of the current message (in the verdict), from the strparser cb. */
+static __always_inline __u32 strp_len(struct __sk_buff *skb)
+{
+	struct sk_buff *kskb = bpf_cast_to_kern_ctx(skb);
+	struct sk_skb_cb *cb = (struct sk_skb_cb *)kskb->cb;
+
+	return BPF_CORE_READ(cb, strp.strp.full_len);
 }
 
 /*
@@ -263,7 +301,9 @@ int revsock_parser(struct __sk_buff *skb)
 		/* Not a tunnel we know: one message per skb, all passed. */
 		return avail > 0 ? avail : 0;
 	}
-	if (ts->error) {
+	if (ts->error || ts->released) {
+		/* Raw: the rest of this skb is one message, complete at once
+		 * (strparser never holds a part of it). */
 		ts->m_kind = REVSOCK_MSG_RAW;
 		ts->m_len = avail;
 		return avail > 0 ? avail : 0;
@@ -274,6 +314,19 @@ int revsock_parser(struct __sk_buff *skb)
 		ts->m_len = ts->p_pay_len;
 		return ts->p_pay_len;
 	}
+	{
+		/* A frame boundary: leave for good if userspace asked to
+		 * (bpf_engine_tunnel_release_begin). */
+		__u32 ci = ts->ctl_index;
+		struct revsock_tunnel_ctl *ctl = bpf_map_lookup_elem(&tunnel_ctl, &ci);
+
+		if (ctl && READ_ONCE(ctl->release)) {
+			ts->released = 1;
+			ts->m_kind = REVSOCK_MSG_RAW;
+			ts->m_len = avail;
+			return avail > 0 ? avail : 0;
+		}
+	}
 	if (avail < 6)
 		return 0; /* need more */
 	if (bpf_skb_load_bytes(skb, off, h, 6))
@@ -282,13 +335,14 @@ int revsock_parser(struct __sk_buff *skb)
 	if (meta < REVSOCK_MUX_META_MIN || meta > REVSOCK_MUX_META_MAX ||
 	    h[4] < REVSOCK_MUX_NEW || h[4] > REVSOCK_MUX_KEEPALIVE ||
 	    (h[4] == REVSOCK_MUX_NEW && meta < REVSOCK_MUX_NEW_META_MIN)) {
-		/* Malformed: pass everything from here; userspace's decoder
-		 * reports the error and drops the tunnel. */
+		/* Malformed: everything from here goes raw to the mailbox;
+		 * the tunnel is in error (userspace closes it; its decoder
+		 * finds the same error in the raw bytes). */
 		struct revsock_counters *c = ctrs();
 
 		if (c)
 			c->parse_errors++;
-		ts->error = 1;
+		ts->error = REVSOCK_TUNNEL_MALFORMED;
 		ts->m_kind = REVSOCK_MSG_RAW;
 		ts->m_len = avail;
 		return avail;
@@ -318,6 +372,34 @@ int revsock_parser(struct __sk_buff *skb)
 	return hlen;
 }
 
+/* Whole frame or raw bytes -> the tunnel's mailbox (ingress). */
+static __always_inline int to_mailbox(struct __sk_buff *skb, struct revsock_tunnel_state *ts,
+				 struct revsock_counters *c, __u32 len)
+{
+	__u32 key = ts->tunnel_id;
+	long ret;
+
+	if (ts->error == REVSOCK_TUNNEL_MAILBOX)
+		goto fail; /* after a gap nothing more may reach userspace */
+	ret = bpf_sk_redirect_hash(skb, &mailboxes, &key, BPF_F_INGRESS);
+	if (ret != SK_PASS)
+		goto fail;
+	/* Before in_bytes (bpf_engine_tunnel_drained reads them the other
+	 * way round), and before the program returns: the message reaches
+	 * the mailbox only after that. */
+	__sync_fetch_and_add(&ts->mailbox_bytes, len);
+	__sync_fetch_and_add(&ts->in_bytes, len);
+	if (c)
+		c->mailbox_bytes += len;
+	return SK_PASS; /* = redirect */
+fail:
+	ts->error = REVSOCK_TUNNEL_MAILBOX;
+	__sync_fetch_and_add(&ts->in_bytes, len);
+	if (c)
+		c->mailbox_fail++;
+	return SK_DROP;
+}
+
 SEC("sk_skb/stream_verdict")
 int revsock_verdict(struct __sk_buff *skb)
 {
@@ -325,19 +407,33 @@ int revsock_verdict(struct __sk_buff *skb)
 	struct revsock_counters *c = ctrs();
 	__u64 cookie = bpf_get_socket_cookie(skb);
 	struct revsock_slot *s;
-	__u32 slot;
+	__u32 slot, len;
 	long ret;
 
 	ts = bpf_map_lookup_elem(&tunnel_state, &cookie);
 	if (!ts) {
+		/* Never SK_PASS on a tunnel socket (docs/bpf.md). */
 		if (c)
 			c->no_tunnel++;
-		return SK_PASS;
+		return SK_DROP;
 	}
-	if (ts->m_kind == REVSOCK_MSG_HDR)
-		return SK_DROP; /* header of a redirected frame (counted by the parser) */
-	if (ts->m_kind != REVSOCK_MSG_PAY || ts->v_action != REVSOCK_PAY_REDIRECT)
-		return SK_PASS; /* a whole passed frame (counted by the parser), or raw */
+	len = strp_len(skb);
+	if (ts->m_kind == REVSOCK_MSG_HDR) {
+		/* header of a redirected frame (counted by the parser) */
+		__sync_fetch_and_add(&ts->in_bytes, len);
+		return SK_DROP;
+	}
+	if (ts->m_kind != REVSOCK_MSG_PAY)
+		return to_mailbox(skb, ts, c, len); /* a whole passed frame, or raw bytes */
+	if (ts->v_action != REVSOCK_PAY_REDIRECT) {
+		/* A payload without its redirect decision: cannot happen;
+		 * never hand userspace a payload without its header. */
+		ts->error = REVSOCK_TUNNEL_MAILBOX;
+		__sync_fetch_and_add(&ts->in_bytes, len);
+		if (c)
+			c->mailbox_fail++;
+		return SK_DROP;
+	}
 
 	ts->v_action = REVSOCK_PAY_PASS;
 	slot = ts->v_slot;
@@ -359,5 +455,6 @@ int revsock_verdict(struct __sk_buff *skb)
 			c->drop_frames++;
 		}
 	}
+	__sync_fetch_and_add(&ts->in_bytes, len);
 	return ret;
 }

@@ -12,12 +12,19 @@
  *               Keep+Data of a session in REVSOCK_SLOT_REDIRECT -> two
  *               messages, header (dropped by the verdict) and payload
  *               (redirected to the target's egress, SOCKMAP "targets",
- *               index = slot); every other frame -> one message, passed
- *               whole and in order to the tunnel's receive queue.
+ *               index = slot); every other frame -> one message, "passed":
+ *               redirected whole and in order to the INGRESS of the
+ *               tunnel's mailbox (an AF_UNIX socket, SOCKMAP "mailboxes",
+ *               index = tunnel id), which userspace reads.
  *
- * Ordering: the verdict numbers every frame it passes ("pass sequence", per
+ * The verdict never returns SK_PASS for a tunnel socket: mixing SK_PASS with
+ * redirects on a stream-parser socket corrupts tp->copied_seq on kernels with
+ * tcp_bpf_strp_read_sock() (6.14+, 6.12.17+, 6.6.80+, 6.1.130+) and
+ * tcp_collapse() then hits BUG_ON (docs/bpf.md).
+ *
+ * Ordering: the parser numbers every frame it passes ("pass sequence", per
  * tunnel, 1, 2, 3, ...) and remembers, per bucket of session ids, the last
- * sequence passed.  Userspace counts the frames it has read from the tunnel
+ * sequence passed.  Userspace counts the frames it has read from the mailbox
  * (the same numbers: it reads exactly the passed frames).  A slot armed with
  * "consumed = N" switches to REDIRECT, in stream order, at the first frame of
  * its session that the verdict sees while every earlier passed frame of that
@@ -102,14 +109,21 @@ enum revsock_pay_action {
 enum revsock_msg_kind {
 	REVSOCK_MSG_HDR = 0,   /* header of a redirected frame: dropped */
 	REVSOCK_MSG_PAY = 1,   /* its payload: redirected */
-	REVSOCK_MSG_RAW = 2,   /* after a parse error: everything is passed */
-	REVSOCK_MSG_FRAME = 3, /* a whole frame (header + payload): passed */
+	REVSOCK_MSG_RAW = 2,   /* after a parse error: everything goes raw to the mailbox */
+	REVSOCK_MSG_FRAME = 3, /* a whole frame (header + payload): passed to the mailbox */
+};
+
+/* Why a tunnel is in error (revsock_tunnel_state.error). */
+enum revsock_tunnel_error {
+	REVSOCK_TUNNEL_OK = 0,
+	REVSOCK_TUNNEL_MALFORMED = 1, /* parser: malformed header; the rest goes raw to the mailbox */
+	REVSOCK_TUNNEL_MAILBOX = 2,   /* verdict: redirect to the mailbox failed; bytes dropped */
 };
 
 /* Per tunnel socket state, "tunnel_state" hash keyed by the socket cookie. */
 struct revsock_tunnel_state {
 	__u32 tunnel_id;  /* user */
-	__u32 error;      /* parser: 1 after a malformed header (all passed from then on) */
+	__u32 error;      /* enum revsock_tunnel_error, set by bpf; userspace closes the tunnel */
 	/* parser */
 	__u32 p_expect_pay; /* next message is a payload of p_pay_len bytes */
 	__u32 p_pay_len;
@@ -126,6 +140,21 @@ struct revsock_tunnel_state {
 	__u32 pass_seq;   /* frames passed so far */
 	__u32 pad;
 	__u32 last_pass[REVSOCK_PASS_BUCKETS]; /* pass_seq of the last frame passed per sid bucket */
+	__u32 ctl_index;  /* user, at creation: this tunnel's entry in "tunnel_ctl" */
+	__u32 released;   /* parser: 1 once it went raw at a frame boundary because
+			   * userspace asked to release the tunnel (tunnel_ctl) */
+	/* verdict, atomic adds, in this order (userspace reads them in the
+	 * reverse order, see bpf_engine_tunnel_drained()): */
+	__u64 mailbox_bytes; /* bytes redirected into the tunnel's mailbox, ever */
+	__u64 in_bytes;      /* bytes of every message the verdict handled, ever:
+			      * header drops + payload redirects + mailbox */
+};
+
+/* "tunnel_ctl" ARRAY value, indexed by revsock_tunnel_state.ctl_index:
+ * userspace -> parser requests (userspace writes it; the parser only reads). */
+struct revsock_tunnel_ctl {
+	__u32 release; /* 1: at the next frame boundary, go raw for good (the
+			* engine then takes the socket out of the sockhash) */
 };
 
 /* Per-CPU counters: "counters" (one entry), `bpftool map dump pinned .../counters`. */
@@ -133,7 +162,7 @@ struct revsock_counters {
 	__u64 redir_bytes;   /* payload bytes redirected to targets */
 	__u64 redir_frames;
 	__u64 hdr_bytes;     /* Keep headers dropped because their payload was redirected */
-	__u64 pass_bytes;    /* bytes passed to tunnel receive queues (whole frames) */
+	__u64 pass_bytes;    /* frames passed to the mailboxes, counted by the parser (not raw bytes) */
 	__u64 pass_frames;
 	__u64 drop_bytes;    /* payload bytes lost: redirect failed (target gone) */
 	__u64 drop_frames;
@@ -142,7 +171,10 @@ struct revsock_counters {
 	__u64 pauses;        /* REDIRECT -> PAUSED (byte bound) */
 	__u64 ends;          /* ARMED/REDIRECT -> ENDED */
 	__u64 parse_errors;
-	__u64 no_tunnel;     /* messages on a socket without tunnel_state */
+	__u64 no_tunnel;     /* messages on a socket without tunnel_state (dropped) */
+	__u64 mailbox_fail;  /* messages the verdict could not redirect to the tunnel's
+			      * mailbox (dropped, tunnel marked REVSOCK_TUNNEL_MAILBOX) */
+	__u64 mailbox_bytes; /* bytes redirected to mailboxes (pass_bytes + raw) */
 };
 
 #endif

@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -18,6 +19,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
 #include <linux/bpf.h>
 #include <linux/magic.h>
 #include <linux/sockios.h>
@@ -36,7 +38,18 @@
 struct eng_tunnel {
 	uint32_t id; /* 0 = free entry */
 	uint64_t cookie;
+	int fd;          /* the caller's tunnel socket (not owned) */
+	int mbox[2];     /* mailbox socketpair: [0] in "mailboxes", read by the caller; [1] kept */
+	uint64_t rcvd0;  /* tcpi_bytes_received that userspace consumed before the add */
+	bool unhooked;   /* release: out of the "tunnels" sockhash */
+	bool released;   /* release: done, mbox_total is final */
+	uint64_t mbox_total;
 };
+
+/* Mailbox receive buffer (SO_RCVBUFFORCE as root, else SO_RCVBUF, capped by
+ * rmem_max): ingress messages are charged their skb's truesize, and the
+ * kernel retries a full mailbox only every jiffy. */
+#define MAILBOX_RCVBUF (4 << 20)
 
 struct bpf_engine {
 	struct splice *skel;
@@ -106,6 +119,11 @@ static uint64_t load_u64(const __u64 *p)
 #define LDX_W(d, s, o) INSN(BPF_LDX | BPF_MEM | BPF_W, d, s, o, 0)
 #define EXIT() INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0)
 #define CALL_KFUNC(id) INSN(BPF_JMP | BPF_CALL, 0, BPF_PSEUDO_KFUNC_CALL, 0, id)
+#define CALL_HELPER(id) INSN(BPF_JMP | BPF_CALL, 0, 0, 0, id)
+#define ST_W(d, o, i) INSN(BPF_ST | BPF_MEM | BPF_W, d, 0, o, i)
+#define MOV64_REG(d, s) INSN(BPF_ALU64 | BPF_MOV | BPF_X, d, s, 0, 0)
+#define ADD64_IMM(d, i) INSN(BPF_ALU64 | BPF_ADD | BPF_K, d, 0, 0, i)
+#define LD_MAP_FD(d, fd) INSN(BPF_LD | BPF_DW | BPF_IMM, d, BPF_PSEUDO_MAP_FD, 0, fd), INSN(0, 0, 0, 0, 0)
 
 static int probe_prog(const struct bpf_insn *insns, size_t n, char *log, size_t logcap)
 {
@@ -114,6 +132,125 @@ static int probe_prog(const struct bpf_insn *insns, size_t n, char *log, size_t 
 	int fd = bpf_prog_load(BPF_PROG_TYPE_SK_SKB, "revsock_probe", "GPL", insns, n, &o);
 
 	return fd < 0 ? -errno : fd;
+}
+
+/*
+ * The engine's mailbox path, by use: a loopback TCP pair in a SOCKHASH with a
+ * stream parser (whole skb) and a verdict that redirects to the INGRESS of an
+ * AF_UNIX socket in another SOCKHASH; a few bytes written must come out of the
+ * AF_UNIX socket.  Redirects only: no SK_PASS (docs/bpf.md).
+ */
+static int probe_mailbox(int parser_fd, char *why, size_t cap)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t sl = sizeof(sin);
+	int src = -1, dst = -1, vfd = -1, lfd = -1, a = -1, b = -1, mb[2] = { -1, -1 };
+	static const char msg[] = "revsock-mailbox-probe";
+	char buf[64];
+	uint32_t k0 = 0;
+	uint64_t v;
+	int ret;
+
+	src = bpf_map_create(BPF_MAP_TYPE_SOCKHASH, "revsock_probe", 4, 8, 1, NULL);
+	dst = bpf_map_create(BPF_MAP_TYPE_SOCKHASH, "revsock_probe", 4, 8, 1, NULL);
+	if (src < 0 || dst < 0) {
+		ret = -errno;
+		say(why, cap, "BPF_MAP_TYPE_SOCKHASH: %s", strerror(-ret));
+		goto out;
+	} else {
+		struct bpf_insn verdict[] = {
+			ST_W(BPF_REG_10, -4, 0),
+			LD_MAP_FD(BPF_REG_2, dst),
+			MOV64_REG(BPF_REG_3, BPF_REG_10),
+			ADD64_IMM(BPF_REG_3, -4),
+			MOV64_IMM(BPF_REG_4, BPF_F_INGRESS),
+			CALL_HELPER(BPF_FUNC_sk_redirect_hash),
+			EXIT(),
+		};
+
+		vfd = probe_prog(verdict, sizeof(verdict) / sizeof(verdict[0]), NULL, 0);
+		if (vfd < 0) {
+			ret = vfd;
+			say(why, cap, "sk_skb verdict calling bpf_sk_redirect_hash(BPF_F_INGRESS): %s",
+			    strerror(-ret));
+			goto out;
+		}
+	}
+	if (bpf_prog_attach(parser_fd, src, BPF_SK_SKB_STREAM_PARSER, 0) ||
+	    bpf_prog_attach(vfd, src, BPF_SK_SKB_STREAM_VERDICT, 0)) {
+		ret = -errno;
+		say(why, cap, "sk_skb stream parser/verdict attach to SOCKHASH: %s", strerror(-ret));
+		goto out;
+	}
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, mb)) {
+		ret = -errno;
+		say(why, cap, "AF_UNIX socketpair: %s", strerror(-ret));
+		goto out;
+	}
+	v = (uint64_t)mb[0];
+	if (bpf_map_update_elem(dst, &k0, &v, BPF_ANY)) {
+		ret = -errno;
+		say(why, cap, "AF_UNIX stream socket in a SOCKHASH (kernel < 5.15?): %s", strerror(-ret));
+		goto out;
+	}
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (lfd < 0 || bind(lfd, (struct sockaddr *)&sin, sizeof(sin)) || listen(lfd, 1) ||
+	    getsockname(lfd, (struct sockaddr *)&sin, &sl) ||
+	    (a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(a, (struct sockaddr *)&sin, sizeof(sin)) ||
+	    (b = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) < 0) {
+		ret = -errno;
+		say(why, cap, "loopback TCP pair for the mailbox probe: %s", strerror(-ret));
+		goto out;
+	}
+	v = (uint64_t)b;
+	if (bpf_map_update_elem(src, &k0, &v, BPF_ANY)) {
+		ret = -errno;
+		say(why, cap, "TCP socket in a SOCKHASH with parser+verdict: %s", strerror(-ret));
+		goto out;
+	}
+	if (write(a, msg, sizeof(msg)) != (ssize_t)sizeof(msg)) {
+		ret = -errno ? -errno : -EIO;
+		say(why, cap, "mailbox probe write: %s", strerror(-ret));
+		goto out;
+	} else {
+		struct pollfd p = { .fd = mb[0], .events = POLLIN };
+		size_t got = 0;
+
+		/* 3 s: TCG guests are slow, the kworker delivers. */
+		while (got < sizeof(msg) && poll(&p, 1, 3000) == 1) {
+			ssize_t n = recv(mb[0], buf + got, sizeof(buf) - got, MSG_DONTWAIT);
+
+			if (n <= 0 && !(n < 0 && errno == EAGAIN))
+				break;
+			if (n > 0)
+				got += (size_t)n;
+		}
+		if (got != sizeof(msg) || memcmp(buf, msg, sizeof(msg))) {
+			ret = -EOPNOTSUPP;
+			say(why, cap, "sk_skb redirect to the ingress of an AF_UNIX socket: %zu of %zu "
+			    "bytes arrived", got, sizeof(msg));
+			goto out;
+		}
+	}
+	ret = 0;
+out:
+	for (int i = 0; i < 2; i++)
+		if (mb[i] >= 0)
+			close(mb[i]);
+	if (a >= 0)
+		close(a);
+	if (b >= 0)
+		close(b);
+	if (lfd >= 0)
+		close(lfd);
+	if (vfd >= 0)
+		close(vfd);
+	if (src >= 0)
+		close(src);
+	if (dst >= 0)
+		close(dst);
+	return ret;
 }
 
 static int probe_inner(char *why, size_t cap)
@@ -186,6 +323,9 @@ static int probe_inner(char *why, size_t cap)
 			goto out;
 		}
 	}
+	ret = probe_mailbox(pfd, why, cap);
+	if (ret)
+		goto out;
 	skel = splice__open();
 	if (!skel) {
 		ret = -errno;
@@ -422,6 +562,8 @@ int bpf_engine_open(const struct bpf_engine_opts *opts, struct bpf_engine **out,
 	e->skel->rodata->session_bound = o.session_bound;
 	bpf_map__set_max_entries(e->skel->maps.tunnels, o.max_tunnels);
 	bpf_map__set_max_entries(e->skel->maps.tunnel_state, o.max_tunnels);
+	bpf_map__set_max_entries(e->skel->maps.mailboxes, o.max_tunnels);
+	bpf_map__set_max_entries(e->skel->maps.tunnel_ctl, o.max_tunnels);
 	bpf_map__set_max_entries(e->skel->maps.targets, o.max_sessions);
 	bpf_map__set_max_entries(e->skel->maps.slots, o.max_sessions);
 	bpf_map__set_max_entries(e->skel->maps.sessions, o.max_sessions);
@@ -466,6 +608,11 @@ void bpf_engine_close(struct bpf_engine *e)
 	if (e->slots != MAP_FAILED)
 		munmap(e->slots, e->slots_len);
 	splice__destroy(e->skel); /* closing the maps releases every socket */
+	for (uint32_t i = 0; e->tunnels && i < e->max_tunnels; i++)
+		if (e->tunnels[i].id) {
+			close(e->tunnels[i].mbox[0]);
+			close(e->tunnels[i].mbox[1]);
+		}
 	free(e->free_slots);
 	free(e->tunnels);
 	free(e->slot_fd);
@@ -497,13 +644,82 @@ static int sock_proto(int fd)
 	return v;
 }
 
-int bpf_engine_tunnel_add(struct bpf_engine *e, int fd, uint32_t *tunnel_id)
+/* Bytes the socket received in order (tcpi_bytes_received: its FIN counts one,
+ * *fin says whether it may be in), and of them those still unread (SIOCINQ),
+ * read consistently (no segment arrived in between). */
+static int tcp_received(int fd, uint64_t *rcvd, int *inq, int *fin)
+{
+	for (int tries = 0; tries < 8; tries++) {
+		struct tcp_info t1, t2;
+		socklen_t l1 = sizeof(t1), l2 = sizeof(t2);
+		int q = 0;
+
+		if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &t1, &l1) ||
+		    (inq && ioctl(fd, SIOCINQ, &q)) ||
+		    getsockopt(fd, IPPROTO_TCP, TCP_INFO, &t2, &l2))
+			return -errno;
+		if (t1.tcpi_bytes_received != t2.tcpi_bytes_received || t1.tcpi_state != t2.tcpi_state)
+			continue;
+		*rcvd = t1.tcpi_bytes_received;
+		if (inq)
+			*inq = q;
+		if (fin) {
+			switch (t1.tcpi_state) {
+			case 8:  /* TCP_CLOSE_WAIT (include/net/tcp_states.h) */
+			case 9:  /* TCP_LAST_ACK */
+			case 11: /* TCP_CLOSING */
+			case 6:  /* TCP_TIME_WAIT */
+				*fin = 1; /* the peer's FIN is in */
+				break;
+			case 7:  /* TCP_CLOSE */
+				*fin = 2; /* reset or closed: maybe */
+				break;
+			default:
+				*fin = 0;
+			}
+		}
+		return 0;
+	}
+	return -EAGAIN;
+}
+
+static int ctl_set(struct bpf_engine *e, uint32_t index, uint32_t release)
+{
+	struct revsock_tunnel_ctl c = { .release = release };
+
+	if (bpf_map_update_elem(bpf_map__fd(e->skel->maps.tunnel_ctl), &index, &c, BPF_ANY))
+		return -errno;
+	return 0;
+}
+
+static int mailbox_open(int mb[2])
+{
+	int sz = MAILBOX_RCVBUF, fl;
+
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, mb))
+		return -errno;
+	if (setsockopt(mb[0], SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)))
+		setsockopt(mb[0], SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz)); /* up to rmem_max */
+	fl = fcntl(mb[0], F_GETFL);
+	if (fl < 0 || fcntl(mb[0], F_SETFL, fl | O_NONBLOCK)) {
+		int ret = -errno;
+
+		close(mb[0]);
+		close(mb[1]);
+		return ret;
+	}
+	return 0;
+}
+
+int bpf_engine_tunnel_add(struct bpf_engine *e, int fd, uint32_t *tunnel_id, int *mailbox_fd)
 {
 	struct revsock_tunnel_state ts = { 0 };
 	struct eng_tunnel *t = NULL;
 	socklen_t l = sizeof(uint64_t);
-	uint64_t cookie, v = (uint64_t)fd;
-	int ret;
+	uint64_t cookie, v = (uint64_t)fd, rcvd, mbv;
+	int ret, inq, mb[2];
+	int sfd = bpf_map__fd(e->skel->maps.tunnel_state);
+	int mfd = bpf_map__fd(e->skel->maps.mailboxes);
 
 	if (sock_proto(fd) != IPPROTO_TCP)
 		return -EOPNOTSUPP;
@@ -514,21 +730,56 @@ int bpf_engine_tunnel_add(struct bpf_engine *e, int fd, uint32_t *tunnel_id)
 		return -ENOSPC;
 	if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &l))
 		return -errno;
+	/* Bytes userspace consumed before the add (normally 0): the parser
+	 * sees every byte after them (queued bytes are parsed at insertion). */
+	ret = tcp_received(fd, &rcvd, &inq, NULL);
+	if (ret)
+		return ret;
+	ret = mailbox_open(mb);
+	if (ret)
+		return ret;
 	ts.tunnel_id = e->next_tunnel_id;
-	/* State first: bytes already queued are parsed at insertion. */
-	if (bpf_map_update_elem(bpf_map__fd(e->skel->maps.tunnel_state), &cookie, &ts, BPF_NOEXIST))
-		return -errno;
+	ts.ctl_index = (uint32_t)(t - e->tunnels);
+	ret = ctl_set(e, ts.ctl_index, 0);
+	if (ret) {
+		close(mb[0]);
+		close(mb[1]);
+		return ret;
+	}
+	mbv = (uint64_t)mb[0];
+	/* Mailbox and state first: bytes already queued are parsed at insertion. */
+	if (bpf_map_update_elem(mfd, &ts.tunnel_id, &mbv, BPF_NOEXIST)) {
+		ret = -errno;
+		goto fail_mb;
+	}
+	if (bpf_map_update_elem(sfd, &cookie, &ts, BPF_NOEXIST)) {
+		ret = -errno;
+		goto fail_mbmap;
+	}
 	if (bpf_map_update_elem(bpf_map__fd(e->skel->maps.tunnels), &ts.tunnel_id, &v, BPF_NOEXIST)) {
 		ret = -errno;
-		bpf_map_delete_elem(bpf_map__fd(e->skel->maps.tunnel_state), &cookie);
-		return ret;
+		bpf_map_delete_elem(sfd, &cookie);
+		goto fail_mbmap;
 	}
 	t->id = ts.tunnel_id;
 	t->cookie = cookie;
+	t->fd = fd;
+	t->mbox[0] = mb[0];
+	t->mbox[1] = mb[1];
+	t->rcvd0 = rcvd - (uint64_t)inq;
+	t->unhooked = t->released = false;
+	t->mbox_total = 0;
 	if (++e->next_tunnel_id == 0)
 		e->next_tunnel_id = 1;
 	*tunnel_id = t->id;
+	*mailbox_fd = mb[0];
 	return 0;
+fail_mbmap:
+	bpf_map_delete_elem(mfd, &ts.tunnel_id);
+fail_mb:
+	close(mb[0]);
+	close(mb[1]);
+	return ret;
 }
 
 int bpf_engine_tunnel_remove(struct bpf_engine *e, uint32_t tunnel_id)
@@ -542,8 +793,128 @@ int bpf_engine_tunnel_remove(struct bpf_engine *e, uint32_t tunnel_id)
 			bpf_engine_session_detach(e, i, true);
 	bpf_map_delete_elem(bpf_map__fd(e->skel->maps.tunnels), &tunnel_id);
 	bpf_map_delete_elem(bpf_map__fd(e->skel->maps.tunnel_state), &t->cookie);
+	bpf_map_delete_elem(bpf_map__fd(e->skel->maps.mailboxes), &tunnel_id);
+	ctl_set(e, (uint32_t)(t - e->tunnels), 0);
+	close(t->mbox[0]);
+	close(t->mbox[1]);
 	t->id = 0;
 	return 0;
+}
+
+int bpf_engine_tunnel_release_begin(struct bpf_engine *e, uint32_t tunnel_id)
+{
+	struct eng_tunnel *t = tunnel_find(e, tunnel_id);
+
+	if (!t)
+		return -ENOENT;
+	return ctl_set(e, (uint32_t)(t - e->tunnels), 1);
+}
+
+/* Bytes of the tunnel the kernel consumed (received, minus the FIN, minus what is
+ * still queued, minus what userspace read before the add), and, read afterwards,
+ * the tunnel state.  fin == 2 (closed): the FIN may or may not be in. */
+static int tunnel_snapshot(const struct bpf_engine *e, const struct eng_tunnel *t, bool with_inq,
+			   uint64_t *rcvd, int *fin, struct revsock_tunnel_state *ts)
+{
+	int ret, inq = 0;
+
+	ret = tcp_received(t->fd, rcvd, with_inq ? &inq : NULL, fin);
+	if (ret)
+		return ret;
+	*rcvd -= t->rcvd0 + (uint64_t)inq;
+	if (bpf_map_lookup_elem(bpf_map__fd(e->skel->maps.tunnel_state), &t->cookie, ts))
+		return -errno;
+	return 0;
+}
+
+static bool all_through(uint64_t in, uint64_t rcvd, int fin)
+{
+	return in == rcvd || (fin && in + 1 == rcvd);
+}
+
+int bpf_engine_tunnel_release_poll(struct bpf_engine *e, uint32_t tunnel_id, uint64_t *mailbox_total)
+{
+	struct eng_tunnel *t = tunnel_find(e, tunnel_id);
+	struct revsock_tunnel_state ts;
+	uint64_t rcvd;
+	int ret, fin;
+
+	if (!t)
+		return -ENOENT;
+	if (t->released) {
+		*mailbox_total = t->mbox_total;
+		return 1;
+	}
+	if (!t->unhooked) {
+		/* A frame boundary: the parser went raw (every later message
+		 * is complete at once), or it is idle at one (every received
+		 * byte through the verdict, no payload pending): a parse
+		 * that starts now sees the request and goes raw. */
+		ret = tunnel_snapshot(e, t, false, &rcvd, &fin, &ts);
+		if (ret)
+			return ret;
+		if (ts.error == REVSOCK_TUNNEL_MAILBOX)
+			return -EIO;
+		if (!ts.released && !ts.error && !(all_through(ts.in_bytes, rcvd, fin) && !ts.p_expect_pay))
+			return 0;
+		/* Out of the sockhash: strparser stops, the socket gets its
+		 * own protocol back; unparsed bytes stay in its queue. */
+		if (bpf_map_delete_elem(bpf_map__fd(e->skel->maps.tunnels), &tunnel_id) && errno != ENOENT)
+			return -errno;
+		t->unhooked = true;
+	}
+	/* A parse that was running when the socket left the map may still
+	 * deliver: done when every byte gone from the TCP queue went through
+	 * the verdict. */
+	ret = tunnel_snapshot(e, t, true, &rcvd, &fin, &ts);
+	if (ret)
+		return ret;
+	if (ts.error == REVSOCK_TUNNEL_MAILBOX)
+		return -EIO;
+	if (!all_through(ts.in_bytes, rcvd, fin))
+		return 0;
+	if (bpf_map_lookup_elem(bpf_map__fd(e->skel->maps.tunnel_state), &t->cookie, &ts))
+		return -errno;
+	t->mbox_total = ts.mailbox_bytes;
+	t->released = true;
+	*mailbox_total = t->mbox_total;
+	return 1;
+}
+
+int bpf_engine_tunnel_drained(const struct bpf_engine *e, uint32_t tunnel_id, uint64_t mailbox_read)
+{
+	const struct eng_tunnel *t = NULL;
+	struct revsock_tunnel_state ts;
+	int sfd = bpf_map__fd(e->skel->maps.tunnel_state);
+	uint64_t rcvd, in, mb;
+	int ret, fin;
+
+	for (uint32_t i = 0; tunnel_id && i < e->max_tunnels && !t; i++)
+		if (e->tunnels[i].id == tunnel_id)
+			t = &e->tunnels[i];
+	if (!t)
+		return -ENOENT;
+	/* Order: bytes received, then in_bytes, then mailbox_bytes (the
+	 * verdict adds mailbox_bytes before in_bytes, with atomic adds): when
+	 * in_bytes covers every received byte, mailbox_bytes read afterwards
+	 * covers every byte those messages put in the mailbox. */
+	ret = tcp_received(t->fd, &rcvd, NULL, &fin);
+	if (ret)
+		return ret;
+	if (bpf_map_lookup_elem(sfd, &t->cookie, &ts))
+		return -errno;
+	if (ts.error)
+		return -EIO;
+	in = ts.in_bytes;
+	rcvd -= t->rcvd0;
+	if (in != rcvd && !(fin && in + 1 == rcvd))
+		return 0; /* bytes not through the parser yet (TCP queue or an incomplete frame) */
+	if (bpf_map_lookup_elem(sfd, &t->cookie, &ts))
+		return -errno;
+	if (ts.error)
+		return -EIO;
+	mb = ts.mailbox_bytes;
+	return mailbox_read == mb;
 }
 
 /* ---- sessions ----------------------------------------------------------- */

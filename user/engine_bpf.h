@@ -12,8 +12,17 @@
  * Life of a tunnel:
  *   bpf_engine_tunnel_add(fd) at a frame boundary, before userspace reads any
  *   byte of it (bytes already queued go through the parser on insertion).
- *   Userspace then reads only passed frames; it counts every complete frame it
- *   reads: that count ("consumed") is what arm/attach take.
+ *   It returns the tunnel's mailbox: an AF_UNIX socket into which the kernel
+ *   redirects every frame it does not send to a target ("passed" frames),
+ *   whole and in order.  Userspace reads only the mailbox, never the tunnel
+ *   fd (watch the tunnel for EPOLLRDHUP/EPOLLERR only); it counts every
+ *   complete frame it reads: that count ("consumed") is what arm/attach take.
+ *   The verdict never passes data to the tunnel socket itself (SK_PASS): that
+ *   path corrupts TCP state on current kernels (docs/bpf.md).
+ *   EOF: after the peer's FIN, keep reading the mailbox until
+ *   bpf_engine_tunnel_drained() == 1 (poll it: the last bytes may be header
+ *   drops or redirects that wake nothing), with a deadline (an incomplete
+ *   frame at EOF never drains); -EIO: close the tunnel.
  *
  * Life of a session (tunnel -> target direction):
  *   attach(tunnel, sid, target, consumed) -> slot, mode ARMED.
@@ -32,6 +41,9 @@
  *             then write it; re-arm when the userspace buffer is empty.
  *     ENDED   New/End for the id: wait drained, then act on the frame
  *             (shutdown(SHUT_WR) the target on End), then detach.
+ *   End can also be read in ARMED or PAUSED (the parser, which may run far
+ *   ahead of the mailbox reader, saw End while the slot was PAUSED and
+ *   userspace re-armed it since): handle it like ENDED.  Never in REDIRECT.
  *   detach(slot): stop (no more redirects), then drained, then remove.
  *
  * Never write to a target while its slot may redirect or is not drained:
@@ -60,8 +72,10 @@ struct bpf_engine_opts {
 
 /*
  * Probe by loading: SOCKMAP/SOCKHASH, sk_skb stream parser + verdict attach,
- * the bpf_cast_to_kern_ctx kfunc, AF_UNIX sockets in a sockmap, and finally
- * the engine's own programs.  0, or -errno with the missing feature in why.
+ * the bpf_cast_to_kern_ctx kfunc, AF_UNIX sockets in a sockmap, by use a
+ * verdict redirecting a loopback TCP socket's bytes to the ingress of an
+ * AF_UNIX socket (the mailbox path), and finally the engine's own programs.
+ * 0, or -errno with the missing feature in why.
  */
 int bpf_engine_probe(char *why, size_t cap);
 
@@ -73,10 +87,32 @@ void bpf_engine_close(struct bpf_engine *e);
 /* Pin directory, "" when not pinned. */
 const char *bpf_engine_pin_dir(const struct bpf_engine *e);
 
-/* Add a connected TCP tunnel socket (frame boundary, nothing read yet). */
-int bpf_engine_tunnel_add(struct bpf_engine *e, int fd, uint32_t *tunnel_id);
-/* Remove a tunnel; its sessions are detached by force (call before close(fd)). */
+/* Add a connected TCP tunnel socket (frame boundary, nothing read yet).
+ * *mailbox_fd: AF_UNIX socket owned by the engine (closed by tunnel_remove) from which
+ * userspace reads every frame the kernel does not redirect, intact and in order
+ * (nonblocking; epoll EPOLLIN works on it). Never read the tunnel fd itself. */
+int bpf_engine_tunnel_add(struct bpf_engine *e, int fd, uint32_t *tunnel_id, int *mailbox_fd);
+/* Remove a tunnel: its sessions are detached by force, its mailbox is closed
+ * (remove it from epoll first).  Call before close(fd). */
 int bpf_engine_tunnel_remove(struct bpf_engine *e, uint32_t tunnel_id);
+/* For EOF on the tunnel (EPOLLRDHUP/ERR on the tunnel fd): 1 when every byte the tunnel
+ * received has been through the parser and mailbox_read (bytes userspace read from the
+ * mailbox so far) equals the bytes the kernel put in the mailbox; 0 not yet; -EIO if the
+ * tunnel is marked in error (malformed stream or mailbox failure); -ENOENT unknown id.
+ * "Through the parser": tcpi_bytes_received == bytes the verdict handled (nothing left in
+ * the TCP queue, i.e. SIOCINQ == 0, nor held by strparser in an incomplete frame). */
+int bpf_engine_tunnel_drained(const struct bpf_engine *e, uint32_t tunnel_id, uint64_t mailbox_read);
+/* Leaving the kernel path for good (a tunnel that needs TCP backpressure: the pass path
+ * has none, docs/bpf.md).  Stop every session of the tunnel first.  begin: the parser
+ * goes raw at the next frame boundary (every later byte goes whole to the mailbox).
+ * poll: 0 not yet (no boundary yet, e.g. a frame still incomplete; or the parser's last
+ * messages in flight): poll again; 1 the socket is out of the sockhash (no program
+ * touches it any more, its own protocol is back) and *mailbox_total is every byte the
+ * kernel put in the mailbox: read the mailbox up to that many bytes, then the tunnel fd
+ * itself (one byte stream, in order); -EIO the tunnel is in error (mailbox failure).
+ * tunnel_remove still closes the mailbox and frees the tunnel later. */
+int bpf_engine_tunnel_release_begin(struct bpf_engine *e, uint32_t tunnel_id);
+int bpf_engine_tunnel_release_poll(struct bpf_engine *e, uint32_t tunnel_id, uint64_t *mailbox_total);
 
 /*
  * Attach a session: Keep payloads of (tunnel, sid) go to target_fd (a connected

@@ -10,6 +10,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include "kpath.h"
 #include "linkwatch.h"
 #include "log.h"
 #include "proxy.h"
@@ -95,6 +96,15 @@ int proxy_start(struct proxy *px, struct loop *l, const struct config *cfg)
 	if (err < 0)
 		return err;
 
+	if (cfg->revsock.datapath == DATAPATH_SOCKMAP) {
+		char why[256] = "";
+
+		err = kpath_open(px, why, sizeof(why));
+		if (err < 0) {
+			log_err("datapath sockmap: cannot load the kernel engine: %s", why[0] ? why : strerror(-err));
+			return -EINVAL;
+		}
+	}
 	for (size_t i = 0; i < cfg->n_portals; i++) {
 		px->portals[i].px = px;
 		px->portals[i].cfg = &cfg->portals[i];
@@ -119,6 +129,7 @@ void proxy_free(struct proxy *px)
 		tunnel_close(px->all_tunnels, "exit");
 	linkwatch_stop(px->linkwatch);
 	px->linkwatch = NULL;
+	kpath_close(px);
 	for (size_t i = 0; i < px->n_portals; i++)
 		free(px->portals[i].tunnels.v);
 	for (size_t i = 0; i < px->n_bridges; i++)

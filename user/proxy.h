@@ -23,6 +23,7 @@
 struct proxy;
 struct tunnel;
 struct session;
+struct bpf_engine;
 
 #define GATHER_MAX 64 /* payload pieces per sendmsg toward a local socket */
 
@@ -99,6 +100,14 @@ struct session {
 	struct loop_timer stall;
 	uint64_t delivered;    /* bytes written to the local socket */
 	uint64_t sent;         /* bytes framed toward the tunnel */
+
+	/* kernel path (kpath.c) */
+	bool kattached;        /* has a slot in the engine */
+	bool kwait;            /* the kernel may hold bytes for the socket: do not write */
+	uint32_t kslot;
+	struct loop_timer kdrain; /* polls "drained" while kwait */
+	uint64_t kwait_deadline;
+	int64_t kheld_last;
 };
 
 struct tunnel {
@@ -152,6 +161,22 @@ struct tunnel {
 
 	struct loop_timer heartbeat; /* portal */
 	struct loop_timer idle;      /* bridge */
+
+	/* kernel path (kpath.c): frames come from the mailbox, not the socket */
+	bool kpath;
+	bool kpeer_closed;
+	uint32_t kid;
+	struct loop_io mbox;
+	uint64_t mbox_read;          /* bytes read from the mailbox */
+	uint32_t kframes;            /* complete frames read from it ("consumed") */
+	struct loop_timer keof;      /* polls "drained" after the peer closed */
+	uint64_t keof_deadline;
+	/* leaving the kernel path (backpressure needs a tunnel we can stop reading) */
+	bool kdemote;                /* asked the parser to stop at a frame boundary */
+	bool kdetached;              /* parser gone: read the mailbox up to kmbox_total, then the socket */
+	bool kmbox_open;             /* the mailbox is registered in the loop */
+	uint64_t kmbox_total;
+	struct loop_timer kdemote_timer;
 };
 
 /* A portal-side UDP dokodemo-door socket: one session per client address. */
@@ -194,6 +219,7 @@ struct proxy {
 	struct loop_timer stop_timer;
 	bool stopping;
 	struct linkwatch *linkwatch; /* NULL: netlink unavailable */
+	struct bpf_engine *engine;   /* NULL: userspace data path */
 };
 
 /* Framing toward the tunnel: frames read from a local socket per readv. */
@@ -228,6 +254,9 @@ void session_touch_udp(struct session *s);
 int session_attach_fd(struct session *s, int fd, bool connecting);
 struct session *session_new_bridge(struct tunnel *t, uint16_t id, enum session_kind kind);
 void chunkq_clear(struct chunkq *q);
+void session_abort(struct session *s);  /* End+Error to the peer, RST the local socket */
+void session_flush(struct session *s);  /* write what is buffered toward the local socket */
+void tunnel_rx_ready(struct tunnel *t); /* the tunnel (or its mailbox) may have bytes */
 
 /* portal.c */
 void portal_tunnel_accepted(struct portal *p, int fd, const char *peer);

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "control.h"
+#include "kpath.h"
 #include "log.h"
 #include "policy.h"
 #include "proxy.h"
@@ -302,6 +303,8 @@ struct session *tunnel_open_session(struct tunnel *t, enum session_kind kind, in
 		session_destroy(s);
 		return NULL;
 	}
+	/* kernel path: attach before New, so no frame of it can come first */
+	kpath_session_settled(s);
 	if (tunnel_send_frame(t, &f, first, first_len) < 0) {
 		session_destroy(s);
 		return NULL;
@@ -312,6 +315,20 @@ struct session *tunnel_open_session(struct tunnel *t, enum session_kind kind, in
 
 static void session_unblock_tunnel(struct session *s);
 
+/* End with error toward the peer and reset the local socket. */
+void session_abort(struct session *s)
+{
+	if (s->dead)
+		return;
+	kpath_session_release(s, true);
+	if (s->io.fd >= 0) {
+		loop_del(s->t->px->loop, &s->io);
+		sock_reset_close(s->io.fd);
+		s->io.fd = -1;
+	}
+	session_end(s, true, NULL);
+}
+
 static void session_stall_fired(struct loop *l, void *ctx)
 {
 	struct session *s = ctx;
@@ -319,12 +336,7 @@ static void session_stall_fired(struct loop *l, void *ctx)
 	log_warn("tunnel %llu session %u: no progress for %us with %zu bytes buffered: ended with error, reset",
 		 (unsigned long long)s->t->id, s->id, s->t->px->cfg->revsock.session_stall_timeout_s,
 		 s->to_local.bytes);
-	if (s->io.fd >= 0) {
-		loop_del(l, &s->io);
-		sock_reset_close(s->io.fd);
-		s->io.fd = -1;
-	}
-	session_end(s, true, NULL);
+	session_abort(s);
 }
 
 static void session_check_bound(struct session *s)
@@ -333,6 +345,8 @@ static void session_check_bound(struct session *s)
 	size_t limit = t->px->cfg->revsock.session_buffer_bytes;
 
 	if (s->to_local.bytes >= limit && !s->blocking_tunnel) {
+		/* a tunnel with a stream parser cannot be paused: take it off the kernel path */
+		kpath_tunnel_demote(t);
 		s->blocking_tunnel = true;
 		t->rx_blocked_by = s;
 		loop_timer_arm(t->px->loop, &s->stall, t->px->cfg->revsock.session_stall_timeout_s * 1000ULL,
@@ -395,6 +409,7 @@ static void session_destroy(struct session *s)
 	session_unblock_tunnel(s);
 	loop_timer_disarm(l, &s->stall);
 	loop_timer_disarm(l, &s->udp_idle);
+	kpath_session_release(s, true);
 	if (s->connecting)
 		outbound_cancel(t->px, s);
 	if (s->io.fd >= 0) {
@@ -437,6 +452,15 @@ static void session_peer_end(struct session *s, bool error)
 {
 	/* A request may still sit here while the bridge connects to the
 	 * service: a graceful End delivers it first, as V2Ray's pipe does. */
+	if (s->kattached && !error) {
+		/* kernel path: bytes may still be in flight toward the socket */
+		s->close_after_flush = true;
+		s->local_eof = true;
+		kpath_session_peer_end(s);
+		if (!s->kwait)
+			session_flush_local(s);
+		return;
+	}
 	if (error || (!s->to_local.bytes && !s->connecting) || s->kind != SESSION_TCP) {
 		session_destroy(s);
 		return;
@@ -455,6 +479,10 @@ static void session_flush_local(struct session *s)
 	struct iovec iov[64];
 	bool progress = false;
 
+	if (s->kwait) { /* kernel bytes in flight: kpath.c calls again when drained */
+		session_check_bound(s);
+		return;
+	}
 	while (s->to_local.bytes && s->io.fd >= 0) {
 		int n = chunkq_iov(&s->to_local, iov, 64);
 		ssize_t w;
@@ -479,8 +507,17 @@ static void session_flush_local(struct session *s)
 			       s->t->px->cfg->revsock.session_stall_timeout_s * 1000ULL, session_stall_fired, s);
 	}
 	session_check_bound(s);
+	if (s->dead)
+		return;
 	if (!s->to_local.bytes && s->close_after_flush)
 		session_destroy(s);
+	else if (!s->to_local.bytes)
+		kpath_session_settled(s);
+}
+
+void session_flush(struct session *s)
+{
+	session_flush_local(s);
 }
 
 /* Payload from the tunnel for this session's local socket. */
@@ -493,7 +530,7 @@ static void session_deliver(struct session *s, const struct iovec *iov, int n, s
 {
 	size_t done = 0;
 
-	if (!s->to_local.bytes && !s->connecting && s->io.fd >= 0) {
+	if (!s->to_local.bytes && !s->connecting && s->io.fd >= 0 && !s->kwait) {
 		struct msghdr mh = { .msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n };
 		ssize_t w = sendmsg(s->io.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
 
@@ -522,11 +559,13 @@ static void gather_flush(struct tunnel *t)
 
 	if (!px->gather_n)
 		return;
+	px->gather_s = NULL;
 	if (s && !s->dead)
 		session_deliver(s, px->gather_iov, px->gather_n, px->gather_len);
-	px->gather_s = NULL;
 	px->gather_n = 0;
 	px->gather_len = 0;
+	if (s && !s->dead && !s->to_local.bytes)
+		kpath_session_settled(s);
 }
 
 static void gather_add(struct tunnel *t, struct session *s, const uint8_t *data, size_t len)
@@ -824,6 +863,12 @@ static void frame_begin(struct tunnel *t, const struct mux_frame *f)
 		}
 		if (udp_frame_too_large(t, f, s))
 			return;
+		if (s->kattached && f->has_data) {
+			gather_flush(t); /* its earlier payloads first */
+			kpath_session_may_write(s); /* PAUSED: buffer until the kernel drained */
+			if (s->dead)
+				return;
+		}
 		t->cur = s;
 		t->cur_kind = s->kind == SESSION_TCP ? CUR_STREAM : CUR_DATAGRAM;
 		return;
@@ -963,6 +1008,7 @@ static bool tunnel_process(struct tunnel *t)
 			}
 			break;
 		case MUX_EV_FRAME_END:
+			t->kframes++;
 			frame_end(t, &ev.frame);
 			if (t->closed || t->rx_blocked_by) {
 				gather_flush(t);
@@ -988,11 +1034,13 @@ static void tunnel_rx(struct tunnel *t)
 			tunnel_schedule_rx(t); /* let other sockets run */
 			return;
 		}
-		n = read(t->io.fd, t->px->rbuf, TUNNEL_RBUF_SIZE);
+		n = read(t->kpath ? t->mbox.fd : t->io.fd, t->px->rbuf, TUNNEL_RBUF_SIZE);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			if (errno == EAGAIN) {
+				if (t->kpath && kpath_mailbox_empty(t))
+					continue; /* off the kernel path: read the socket now */
 				t->rx_more = false;
 				return;
 			}
@@ -1000,9 +1048,11 @@ static void tunnel_rx(struct tunnel *t)
 			return;
 		}
 		if (n == 0) {
-			tunnel_close(t, "peer closed the tunnel");
+			tunnel_close(t, t->kpath ? "kernel path: mailbox closed" : "peer closed the tunnel");
 			return;
 		}
+		if (t->kpath)
+			t->mbox_read += (size_t)n;
 		t->last_rx_ms = loop_now(t->px->loop);
 		t->rx_bytes += (size_t)n;
 		t->rbuf = t->px->rbuf;
@@ -1015,6 +1065,12 @@ static void tunnel_rx(struct tunnel *t)
 			return;
 		}
 	}
+}
+
+void tunnel_rx_ready(struct tunnel *t)
+{
+	t->rx_more = true;
+	tunnel_rx(t);
 }
 
 static void tunnel_on_io(struct loop *l, struct loop_io *io, uint32_t events)
@@ -1032,6 +1088,7 @@ static void tunnel_on_io(struct loop *l, struct loop_io *io, uint32_t events)
 		}
 		t->connecting = false;
 		t->last_rx_ms = loop_now(l);
+		kpath_tunnel_start(t); /* before any byte of it is read */
 		bridge_tunnel_connected(t);
 		if (t->closed)
 			return;
@@ -1041,6 +1098,12 @@ static void tunnel_on_io(struct loop *l, struct loop_io *io, uint32_t events)
 		tunnel_tx(t);
 	if (t->closed)
 		return;
+	if (t->kpath) {
+		/* frames arrive on the mailbox; the socket only tells of its end */
+		if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			kpath_tunnel_peer_closed(t);
+		return;
+	}
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
 		t->rx_more = true;
 		tunnel_rx(t);
@@ -1095,6 +1158,8 @@ struct tunnel *tunnel_new(struct proxy *px, int fd, enum tunnel_role role, bool 
 	if (px->all_tunnels)
 		px->all_tunnels->all_prev = t;
 	px->all_tunnels = t;
+	if (!connecting)
+		kpath_tunnel_start(t); /* before any byte of it is read */
 	return t;
 fail:
 	free(t);
@@ -1166,6 +1231,7 @@ void tunnel_close(struct tunnel *t, const char *reason)
 	t->wait_tail = NULL;
 	loop_timer_disarm(px->loop, &t->heartbeat);
 	loop_timer_disarm(px->loop, &t->idle);
+	kpath_tunnel_stop(t);
 	loop_del(px->loop, &t->io);
 	close(t->io.fd);
 	if (t->all_prev)

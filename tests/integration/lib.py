@@ -443,6 +443,128 @@ class SinkSourceTCP(_TCPService):
             return list(self.results)
 
 
+class ScriptTCP(_TCPService):
+    """Scripted per-connection behaviour for the stress scenarios.
+
+    Header (17 bytes, big-endian): u8 mode, u64 length, u64 key. `key` names the
+    connection's result (self.results[key], see wait_result) and seeds the stream.
+      SEND_CLOSE:  send `length` bytes of random_stream(key), then close at once (FIN right
+                   after the last byte: EOF with data in flight). The client sends nothing
+                   after the header (unread input would turn the close into a RST).
+      RECV_EOF:    receive until EOF (or error); count and SHA-256 of what arrived.
+      RESET_AFTER: receive; once `length` bytes arrived, close with RST (SO_LINGER 0).
+      SEND_UNTIL_END: send up to `length` bytes of random_stream(key) while watching the
+                   connection; record when and how it ended (peer EOF, reset, send error).
+    Result dict: mode, length, count (bytes received or sent), hash, how, t_end
+    (time.monotonic() of the end / of the RST), error."""
+
+    SEND_CLOSE, RECV_EOF, RESET_AFTER, SEND_UNTIL_END = 1, 2, 3, 4
+    HDR = struct.Struct(">BQQ")
+
+    def __init__(self):
+        self.results = {}
+        self.done = threading.Condition()
+        super().__init__()
+
+    @classmethod
+    def header(cls, mode, length, key):
+        return cls.HDR.pack(mode, length, key)
+
+    def handle(self, c):
+        c.settimeout(60)
+        try:
+            mode, length, key = self.HDR.unpack(recv_exact(c, self.HDR.size))
+        except EOFError:
+            return
+        res = {"mode": mode, "length": length, "count": 0, "hash": None, "how": None,
+               "t_end": None, "error": None}
+        try:
+            if mode == self.SEND_CLOSE:
+                h = hashlib.sha256()
+                try:
+                    for chunk in random_stream(key, length):
+                        c.sendall(chunk)
+                        h.update(chunk)
+                        res["count"] += len(chunk)
+                    res["how"] = "sent"
+                except OSError as e:
+                    res["error"] = "send: %s" % e
+                res["hash"] = h.hexdigest()
+                c.close()
+                res["t_end"] = time.monotonic()
+            elif mode in (self.RECV_EOF, self.RESET_AFTER):
+                h = hashlib.sha256()
+                buf = bytearray(262144)
+                mv = memoryview(buf)
+                try:
+                    while True:
+                        k = c.recv_into(buf)
+                        if k == 0:
+                            res["how"] = "eof"
+                            break
+                        h.update(mv[:k])
+                        res["count"] += k
+                        if mode == self.RESET_AFTER and res["count"] >= length:
+                            close_rst(c)
+                            res["how"] = "reset sent"
+                            break
+                except OSError as e:
+                    res["how"] = "reset" if is_reset_error(e) else "error"
+                    res["error"] = "recv: %s" % e
+                res["t_end"] = time.monotonic()
+                res["hash"] = h.hexdigest()
+            elif mode == self.SEND_UNTIL_END:
+                self._send_until_end(c, length, key, res)
+            else:
+                res["error"] = "unknown mode %d" % mode
+        finally:
+            with self.done:
+                self.results[key] = res
+                self.done.notify_all()
+
+    def _send_until_end(self, c, length, key, res):
+        lock = threading.Lock()
+
+        def first(how):  # the first observed end wins
+            with lock:
+                if res["how"] is None:
+                    res["how"], res["t_end"] = how, time.monotonic()
+
+        def watch():  # the peer's FIN or RST, seen while the sender may be blocked
+            try:
+                while c.recv(65536):
+                    pass
+                first("eof")
+            except OSError as e:
+                first("reset" if is_reset_error(e) else "recv error: %s" % e)
+
+        w = threading.Thread(target=watch, daemon=True)
+        w.start()
+        try:
+            for chunk in random_stream(key, length, chunk=65536):
+                c.sendall(chunk)
+                res["count"] += len(chunk)
+            res["sent_all"] = True
+        except OSError as e:
+            first("reset" if is_reset_error(e) else "send error: %s" % e)
+            try:
+                c.shutdown(socket.SHUT_RDWR)  # wake the watcher
+            except OSError:
+                pass
+        w.join(30)
+        first("no end seen within 30 s")
+
+    def wait_result(self, key, timeout):
+        end = time.monotonic() + timeout
+        with self.done:
+            while key not in self.results:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return None
+                self.done.wait(left)
+            return self.results[key]
+
+
 class EchoUDP:
     def __init__(self):
         self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -595,6 +717,7 @@ class Env:
         self.bridges = []          # every bridge process started (restarts)
         self.seen_tunnels = set()  # tunnel socket inodes seen in the portal process
         self.services = []
+        self.extra_inbounds = []   # (tag, portal port, service port), see add_inbound()
         try:
             self.echo = self._svc(EchoTCP())
             self.udp = self._svc(EchoUDP())
@@ -611,6 +734,15 @@ class Env:
     def _svc(self, s):
         self.services.append(s)
         return s
+
+    def add_inbound(self, tag, service):
+        """Before start(): one more dokodemo inbound `tag` on the portal (routed to the
+        portal like the others) whose target is `service` (a _TCPService, stopped at
+        close). Returns the portal port."""
+        self._svc(service)
+        port = free_port()
+        self.extra_inbounds.append((tag, port, service.port))
+        return port
 
     # ---- configs
     def portal_config(self, impl):
@@ -635,6 +767,7 @@ class Env:
                 ib["settings"]["port"] = svc[tag]
         extra = [("public-banner", self.p_banner, self.banner.port),
                  ("public-stall", self.p_stall, self.stall.port)]
+        extra += self.extra_inbounds  # add_inbound(); empty unless a scenario asked
         for tag, port, sport in extra:
             c["inbounds"].append({"tag": tag, "listen": "127.0.0.1", "port": port,
                                   "protocol": "dokodemo-door",
@@ -665,7 +798,8 @@ class Env:
 
     def argv(self, impl, cfgpath):
         if impl == "revsock":
-            return [self.opts.revsock, "run", "-c", str(cfgpath), "--log", "info",
+            return [self.opts.revsock, "run", "-c", str(cfgpath), "--log",
+                    os.environ.get("REVSOCK_TEST_LOG", "info"),
                     "--datapath", self.opts.datapath]
         return [self.opts.v2ray, "-config", str(cfgpath)]
 

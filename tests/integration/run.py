@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lib  # noqa: E402
 import scenarios  # noqa: E402
+import scenarios_stress  # noqa: E402
 from lib import PAIRINGS, Env, Options, TestFailure, TestSkip  # noqa: E402
 
 DEFAULT_PAIRS = "revsock-revsock,v2ray-bridge,v2ray-portal"
@@ -49,9 +50,10 @@ def main(argv):
     tests = []  # (name, pairing or None, fn, revsock_extra, pre-skip reason, needs_start)
     for pairing in pairs:
         impls = PAIRINGS[pairing]
-        for name, fn, extra in scenarios.PAIR_SCENARIOS:
-            reason = None if opts.noskip else scenarios.PRE_SKIP.get(name, lambda p: None)(pairing)
-            tests.append(("%s/%s" % (pairing, name), pairing, fn, extra, reason, True))
+        for mod in (scenarios, scenarios_stress):
+            for name, fn, extra in mod.PAIR_SCENARIOS:
+                reason = None if opts.noskip else mod.PRE_SKIP.get(name, lambda p: None)(pairing)
+                tests.append(("%s/%s" % (pairing, name), pairing, fn, extra, reason, True))
         del impls
     if any("revsock" in PAIRINGS[p] for p in pairs):
         for name, fn in scenarios.CONFIG_SCENARIOS:
@@ -89,6 +91,9 @@ def main(argv):
         try:
             env = Env(opts, pairing, name, revsock_extra=extra)
             if needs_start:
+                setup = getattr(fn, "setup", None)  # e.g. extra service inbounds
+                if setup is not None:
+                    setup(env)
                 env.start()
             info = fn(env)
             status, msg = "PASS", info or ""

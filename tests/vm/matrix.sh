@@ -36,6 +36,7 @@ for k in "$@"; do
 	probe=$(sed -n 's/^vm-guest: feature probe (bpftool): //p' "$log" | head -n1)
 	engine=$(sed -n 's/^vm-guest: engine auto: //p' "$log" | head -n1)
 	smoke=$(sed -n 's/^vm-guest: smoke: //p' "$log" | tail -n1)
+	bpfeng=$(sed -n 's/^vm-guest: bpf engine: //p' "$log" | tail -n1)
 	counts=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n1)
 	p=0 f=0 s=0
 	if [ -n "$counts" ]; then
@@ -44,10 +45,11 @@ for k in "$@"; do
 		s=$(echo "$counts" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
 		s=${s:-0}
 	fi
-	for extra in "$smoke"; do
-		[ -n "$extra" ] || continue
+	for extra in "$smoke" "$bpfeng"; do
+		echo "$extra" | grep -qE '^[0-9]+ passed, [0-9]+ failed' || continue
 		p=$((p + $(echo "$extra" | sed -E 's/^([0-9]+) passed.*/\1/')))
-		f=$((f + $(echo "$extra" | sed -E 's/.* ([0-9]+) failed.*/\1/')))
+		f=$((f + $(echo "$extra" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')))
+		s=$((s + $(echo "$extra" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p' | grep . || echo 0)))
 	done
 	case $rc in
 	0) verdict=ok ;;
@@ -66,6 +68,7 @@ for k in "$@"; do
 		"  feature probe:  ${probe:-?}"
 		"  engine auto:    ${engine:-?}"
 		"  smoke:          ${smoke:-?}"
+		"  bpf engine:     ${bpfeng:-?}"
 		"  integration:    ${counts#integration: }")
 	[ -n "$counts" ] || summary[${#summary[@]} - 1]="  integration:    (no result line)"
 done

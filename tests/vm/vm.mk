@@ -13,5 +13,5 @@ vmdeps:
 	$(call install-missing,vmdeps,$(VM_DEPS))
 
 vmtest: deps vmdeps
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory all $(BPF_TEST_BINS)
 	@tests/vm/matrix.sh $(or $(KERNEL),$(VM_KERNELS))

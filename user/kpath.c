@@ -1,0 +1,390 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The kernel path: carries out the engine's protocol (docs/bpf.md) for the
+ * daemon's tunnels and sessions.  Decisions about sessions stay in tunnel.c;
+ * this file only answers "may userspace write now" and moves sessions onto
+ * and off the engine.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <linux/sockios.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "engine_bpf.h"
+#include "kpath.h"
+#include "log.h"
+#include "proxy.h"
+
+#define KPATH_POLL_MS 1          /* drained polls while bytes are in flight */
+#define KPATH_EOF_GRACE_MS 2000  /* peer closed: wait this long for the parser's last frames */
+
+static const char *default_instance(const struct config *cfg)
+{
+	if (cfg->n_portals)
+		return cfg->portals[0].tag;
+	if (cfg->n_bridges)
+		return cfg->bridges[0].tag;
+	return "revsock";
+}
+
+int kpath_open(struct proxy *px, char *why, size_t cap)
+{
+	const struct config *cfg = px->cfg;
+	struct bpf_engine_opts o = {
+		.instance = cfg->revsock.instance[0] ? cfg->revsock.instance : default_instance(cfg),
+		.session_bound = cfg->revsock.session_buffer_bytes,
+	};
+	int ret = bpf_engine_open(&o, &px->engine, why, cap);
+
+	if (ret < 0)
+		return ret;
+	log_info("datapath sockmap: programs loaded, maps pinned under %s", bpf_engine_pin_dir(px->engine));
+	return 0;
+}
+
+void kpath_close(struct proxy *px)
+{
+	bpf_engine_close(px->engine);
+	px->engine = NULL;
+}
+
+/* ---------- tunnels ---------- */
+
+static void kwait_begin(struct session *s);
+
+static void kdemote_retry(struct loop *l, void *ctx)
+{
+	tunnel_rx_ready(ctx);
+}
+
+static void mbox_on_io(struct loop *l, struct loop_io *io, uint32_t events)
+{
+	struct tunnel *t = (struct tunnel *)((char *)io - offsetof(struct tunnel, mbox));
+
+	tunnel_rx_ready(t);
+}
+
+void kpath_tunnel_start(struct tunnel *t)
+{
+	struct proxy *px = t->px;
+	int mbox = -1, ret;
+
+	if (!px->engine || t->kpath)
+		return;
+	ret = bpf_engine_tunnel_add(px->engine, t->io.fd, &t->kid, &mbox);
+	if (ret < 0) {
+		log_warn("tunnel %llu: kernel path unavailable (%s): this tunnel runs in userspace",
+			 (unsigned long long)t->id, strerror(-ret));
+		return;
+	}
+	if (loop_add(px->loop, &t->mbox, mbox, EPOLLIN | EPOLLET, mbox_on_io) < 0) {
+		bpf_engine_tunnel_remove(px->engine, t->kid);
+		log_warn("tunnel %llu: cannot watch its mailbox: this tunnel runs in userspace",
+			 (unsigned long long)t->id);
+		return;
+	}
+	t->kpath = true;
+	t->kmbox_open = true;
+	log_debug("tunnel %llu: on the kernel path (engine tunnel %u)", (unsigned long long)t->id, t->kid);
+}
+
+void kpath_tunnel_stop(struct tunnel *t)
+{
+	if (!t->kid)
+		return;
+	loop_timer_disarm(t->px->loop, &t->keof);
+	loop_timer_disarm(t->px->loop, &t->kdemote_timer);
+	if (t->kmbox_open)
+		loop_del(t->px->loop, &t->mbox);
+	t->kmbox_open = false;
+	/* closes the mailbox, force-detaches what is left */
+	bpf_engine_tunnel_remove(t->px->engine, t->kid);
+	t->kid = 0;
+	t->kpath = false;
+}
+
+/*
+ * Leaving the kernel path.  Mux.Cool has no per-session flow control: the
+ * only brake for a consumer that falls behind is to stop reading the whole
+ * tunnel (TCP backpressure), and a tunnel with a stream parser cannot be
+ * stopped: strparser keeps reading it into kernel memory.  So a tunnel that
+ * needs the brake leaves the kernel path for good:
+ *   1. every attached session stops (no new redirects) and waits until the
+ *      kernel delivered what it redirected, then detaches;
+ *   2. the parser switches to raw at the next frame boundary (every later
+ *      byte goes to the mailbox whole, no message is left half-parsed), and
+ *      the engine then takes the socket out of the sockhash: what the peer
+ *      sends from then on stays in the socket;
+ *   3. userspace reads the mailbox up to the last byte the kernel put there,
+ *      then the socket itself: the byte stream is the same, in order.
+ */
+static void kdemote_poll(struct loop *l, void *ctx)
+{
+	struct tunnel *t = ctx;
+	uint64_t total = 0;
+	int ret;
+
+	if (t->closed || !t->kpath)
+		return;
+	ret = bpf_engine_tunnel_release_poll(t->px->engine, t->kid, &total);
+	if (ret < 0) {
+		tunnel_close(t, "kernel path: cannot leave it");
+		return;
+	}
+	if (ret == 0) { /* no frame boundary seen yet */
+		loop_timer_arm(l, &t->kdemote_timer, KPATH_POLL_MS, kdemote_poll, t);
+		return;
+	}
+	t->kdetached = true;
+	t->kmbox_total = total;
+	log_info("tunnel %llu: left the kernel path (a consumer fell behind: the tunnel needs backpressure)",
+		 (unsigned long long)t->id);
+	/* Not tunnel_rx_ready() here: we may be inside the tunnel's own frame
+	 * processing (a session over its bound), whose bytes are in the shared
+	 * read buffer that a nested read would overwrite. */
+	loop_timer_arm(l, &t->kdemote_timer, 0, kdemote_retry, t);
+}
+
+void kpath_tunnel_demote(struct tunnel *t)
+{
+	struct session *s, *tmp;
+	struct bpf_engine *e = t->px->engine;
+
+	if (!t->kpath || t->kdemote)
+		return;
+	t->kdemote = true;
+	HASH_ITER(hh, t->sessions, s, tmp) {
+		if (!s->kattached)
+			continue;
+		bpf_engine_session_stop(e, s->kslot);
+		if (!s->kwait)
+			kwait_begin(s);
+	}
+	if (bpf_engine_tunnel_release_begin(e, t->kid) < 0) {
+		tunnel_close(t, "kernel path: cannot leave it");
+		return;
+	}
+	kdemote_poll(t->px->loop, t);
+}
+
+int kpath_mailbox_empty(struct tunnel *t)
+{
+	if (!t->kdetached)
+		return 0;
+	if (t->mbox_read < t->kmbox_total) {
+		/* the last messages are still on their way into the mailbox */
+		if (!loop_timer_armed(&t->kdemote_timer))
+			loop_timer_arm(t->px->loop, &t->kdemote_timer, KPATH_POLL_MS, kdemote_retry, t);
+		return 0;
+	}
+	/* every byte the kernel took is read: the socket is ours now */
+	{
+		int inq = 0;
+
+		ioctl(t->io.fd, SIOCINQ, &inq);
+		log_info("tunnel %llu: mailbox read %llu of %llu; socket holds %d bytes: reading it now",
+			 (unsigned long long)t->id, (unsigned long long)t->mbox_read,
+			 (unsigned long long)t->kmbox_total, inq);
+	}
+	loop_del(t->px->loop, &t->mbox);
+	t->kmbox_open = false;
+	t->kpath = false;
+	return 1;
+}
+
+static void keof_poll(struct loop *l, void *ctx)
+{
+	struct tunnel *t = ctx;
+	int ret;
+
+	if (t->closed)
+		return;
+	tunnel_rx_ready(t); /* read what the mailbox holds */
+	if (t->closed || !t->kpath) /* closed, or off the kernel path: the socket's read says EOF */
+		return;
+	if (t->kdetached) { /* the parser is gone: wait for the mailbox's last bytes */
+		if (loop_now(l) >= t->keof_deadline) {
+			tunnel_close(t, "peer closed the tunnel (mailbox incomplete)");
+			return;
+		}
+		loop_timer_arm(l, &t->keof, KPATH_POLL_MS, keof_poll, t);
+		return;
+	}
+	ret = bpf_engine_tunnel_drained(t->px->engine, t->kid, t->mbox_read);
+	if (ret == 1) {
+		tunnel_close(t, "peer closed the tunnel");
+		return;
+	}
+	if (ret < 0) {
+		tunnel_close(t, ret == -EIO ? "malformed stream (kernel parser)" : strerror(-ret));
+		return;
+	}
+	if (loop_now(l) >= t->keof_deadline) {
+		log_warn("tunnel %llu: peer closed; the kernel did not hand over the last frames within %d ms",
+			 (unsigned long long)t->id, KPATH_EOF_GRACE_MS);
+		tunnel_close(t, "peer closed the tunnel (incomplete frame at EOF)");
+		return;
+	}
+	loop_timer_arm(l, &t->keof, KPATH_POLL_MS, keof_poll, t);
+}
+
+void kpath_tunnel_peer_closed(struct tunnel *t)
+{
+	int err = 0;
+	socklen_t len = sizeof(err);
+
+	if (t->kpeer_closed || t->closed)
+		return;
+	if (getsockopt(t->io.fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err) {
+		tunnel_close(t, strerror(err));
+		return;
+	}
+	t->kpeer_closed = true;
+	t->keof_deadline = loop_now(t->px->loop) + KPATH_EOF_GRACE_MS;
+	keof_poll(t->px->loop, t);
+}
+
+/* ---------- sessions ---------- */
+
+static bool session_quiet(const struct session *s)
+{
+	/* nothing read for it is waiting to be written */
+	return !s->to_local.bytes && s->t->px->gather_s != s && !s->connecting && s->io.fd >= 0;
+}
+
+void kpath_session_settled(struct session *s)
+{
+	struct tunnel *t = s->t;
+	struct bpf_engine *e = t->px->engine;
+	int ret;
+
+	if (!t->kpath || t->kdemote || s->dead || s->kind != SESSION_TCP || s->kwait || s->close_after_flush ||
+	    !session_quiet(s))
+		return;
+	if (!s->kattached) {
+		ret = bpf_engine_session_attach(e, t->kid, s->id, s->io.fd, t->kframes, &s->kslot);
+		if (ret < 0) {
+			log_debug("tunnel %llu session %u: stays in userspace (%s)", (unsigned long long)t->id, s->id,
+				  strerror(-ret));
+			return;
+		}
+		s->kattached = true;
+		log_debug("tunnel %llu session %u: attached (slot %u, consumed %u)", (unsigned long long)t->id, s->id,
+			  s->kslot, t->kframes);
+		return;
+	}
+	ret = bpf_engine_session_mode(e, s->kslot);
+	if (ret == REVSOCK_SLOT_ARMED || ret == REVSOCK_SLOT_PASS || ret == REVSOCK_SLOT_PAUSED) {
+		bpf_engine_session_arm(e, s->kslot, t->kframes);
+		log_debug("tunnel %llu session %u: re-armed from mode %d (consumed %u)", (unsigned long long)t->id,
+			  s->id, ret, t->kframes);
+	}
+}
+
+static void kdrain_poll(struct loop *l, void *ctx);
+
+static void kwait_begin(struct session *s)
+{
+	struct proxy *px = s->t->px;
+
+	s->kwait = true;
+	s->kheld_last = -1;
+	log_debug("tunnel %llu session %u: waiting for the kernel to drain (mode %d, %zu bytes buffered)",
+		  (unsigned long long)s->t->id, s->id, bpf_engine_session_mode(px->engine, s->kslot), s->to_local.bytes);
+	s->kwait_deadline = loop_now(px->loop) + px->cfg->revsock.session_stall_timeout_s * 1000ULL;
+	kdrain_poll(px->loop, s);
+}
+
+static void kdrain_poll(struct loop *l, void *ctx)
+{
+	struct session *s = ctx;
+	struct proxy *px = s->t->px;
+	int ret;
+	int64_t held;
+
+	if (s->dead || !s->kwait)
+		return;
+	ret = bpf_engine_session_drained(px->engine, s->kslot);
+	if (ret == 1) {
+		s->kwait = false;
+		log_debug("tunnel %llu session %u: drained", (unsigned long long)s->t->id, s->id);
+		/* End, or the tunnel leaves the kernel path: the kernel is done with the socket */
+		if (s->close_after_flush || s->t->kdemote)
+			kpath_session_release(s, false);
+		session_flush(s);
+		return;
+	}
+	if (ret < 0 && ret != -EBUSY) {
+		session_end(s, true, "kernel path error");
+		return;
+	}
+	held = bpf_engine_session_held(px->engine, s->kslot);
+	if (held != s->kheld_last) { /* progress: the consumer reads */
+		s->kheld_last = held;
+		s->kwait_deadline = loop_now(l) + px->cfg->revsock.session_stall_timeout_s * 1000ULL;
+	} else if (loop_now(l) >= s->kwait_deadline) {
+		log_warn("tunnel %llu session %u: no progress for %us with %lld bytes in the kernel: ended with "
+			 "error, reset", (unsigned long long)s->t->id, s->id, px->cfg->revsock.session_stall_timeout_s,
+			 (long long)held);
+		session_abort(s);
+		return;
+	}
+	loop_timer_arm(l, &s->kdrain, KPATH_POLL_MS, kdrain_poll, s);
+}
+
+bool kpath_session_may_write(struct session *s)
+{
+	int mode;
+
+	if (!s->kattached)
+		return true;
+	if (s->kwait)
+		return false;
+	mode = bpf_engine_session_mode(s->t->px->engine, s->kslot);
+	switch (mode) {
+	case REVSOCK_SLOT_ARMED: /* never switched since the last drained point */
+		return true;
+	case REVSOCK_SLOT_REDIRECT:
+		/* cannot happen by the arm protocol; be safe, not fast */
+		log_warn("tunnel %llu session %u: frame in userspace while the kernel redirects (engine bug?)",
+			 (unsigned long long)s->t->id, s->id);
+		bpf_engine_session_stop(s->t->px->engine, s->kslot);
+		/* fall through */
+	default: /* PAUSED (the bound was hit), PASS (stopped): bytes may be in flight */
+		kwait_begin(s);
+		return !s->kwait;
+	}
+}
+
+void kpath_session_peer_end(struct session *s)
+{
+	if (!s->kattached)
+		return;
+	bpf_engine_session_stop(s->t->px->engine, s->kslot);
+	if (!s->kwait)
+		kwait_begin(s);
+}
+
+void kpath_session_release(struct session *s, bool force)
+{
+	struct proxy *px = s->t->px;
+	int ret;
+
+	loop_timer_disarm(px->loop, &s->kdrain);
+	s->kwait = false;
+	if (!s->kattached)
+		return;
+	ret = bpf_engine_session_detach(px->engine, s->kslot, force);
+	log_debug("tunnel %llu session %u: detached%s: %d", (unsigned long long)s->t->id, s->id,
+		  force ? " (force)" : "", ret);
+	if (ret < 0 && !force) {
+		log_warn("tunnel %llu session %u: detach: %s: forced", (unsigned long long)s->t->id, s->id,
+			 strerror(-ret));
+		bpf_engine_session_detach(px->engine, s->kslot, true);
+	}
+	s->kattached = false;
+}
