@@ -7,9 +7,12 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <netinet/in.h>
+#include <linux/tcp.h>
 #include <linux/sockios.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -250,6 +253,26 @@ void kpath_tunnel_peer_closed(struct tunnel *t)
 
 /* ---------- sessions ---------- */
 
+/* Debug trace of a slot against its target's TCP counters (why a drain was judged). */
+static void ktrace(const struct session *s, const char *what)
+{
+	struct revsock_slot si;
+	struct tcp_info ti;
+	socklen_t tl = sizeof(ti);
+	int outq = 0;
+
+	if (log_threshold < LOG_LVL_DEBUG || !s->kattached)
+		return;
+	if (bpf_engine_session_info(s->t->px->engine, s->kslot, &si) < 0 ||
+	    getsockopt(s->io.fd, IPPROTO_TCP, TCP_INFO, &ti, &tl) < 0 || ioctl(s->io.fd, SIOCOUTQ, &outq) < 0)
+		return;
+	log_debug("tunnel %llu session %u: %s: mode %u busy %u redir %llu base %llu written %llu (acked %llu outq %d) "
+		  "frames %u", (unsigned long long)s->t->id, s->id, what, si.mode, si.busy,
+		  (unsigned long long)si.redir_bytes, (unsigned long long)si.base,
+		  (unsigned long long)(ti.tcpi_bytes_acked + (uint64_t)outq), (unsigned long long)ti.tcpi_bytes_acked,
+		  outq, s->t->kframes);
+}
+
 static bool session_quiet(const struct session *s)
 {
 	/* nothing read for it is waiting to be written */
@@ -278,10 +301,20 @@ void kpath_session_settled(struct session *s)
 		return;
 	}
 	ret = bpf_engine_session_mode(e, s->kslot);
-	if (ret == REVSOCK_SLOT_ARMED || ret == REVSOCK_SLOT_PASS || ret == REVSOCK_SLOT_PAUSED) {
+	if (ret == REVSOCK_SLOT_PAUSED || ret == REVSOCK_SLOT_PASS) {
+		/* The kernel may still hold bytes it redirected before the
+		 * pause: re-arming now would let the next switch compute its
+		 * base without them, and let userspace write the next passed
+		 * frame ahead of them (found as reordered and lost bytes).
+		 * Re-arm only once drained (kwait re-enters here). */
+		if (bpf_engine_session_drained(e, s->kslot) != 1) {
+			kwait_begin(s);
+			return;
+		}
 		bpf_engine_session_arm(e, s->kslot, t->kframes);
-		log_debug("tunnel %llu session %u: re-armed from mode %d (consumed %u)", (unsigned long long)t->id,
-			  s->id, ret, t->kframes);
+		ktrace(s, "re-armed");
+	} else if (ret == REVSOCK_SLOT_ARMED) {
+		bpf_engine_session_arm(e, s->kslot, t->kframes); /* userspace consumed more */
 	}
 }
 
@@ -293,8 +326,7 @@ static void kwait_begin(struct session *s)
 
 	s->kwait = true;
 	s->kheld_last = -1;
-	log_debug("tunnel %llu session %u: waiting for the kernel to drain (mode %d, %zu bytes buffered)",
-		  (unsigned long long)s->t->id, s->id, bpf_engine_session_mode(px->engine, s->kslot), s->to_local.bytes);
+	ktrace(s, "waiting for the kernel to drain");
 	s->kwait_deadline = loop_now(px->loop) + px->cfg->revsock.session_stall_timeout_s * 1000ULL;
 	kdrain_poll(px->loop, s);
 }
@@ -311,7 +343,7 @@ static void kdrain_poll(struct loop *l, void *ctx)
 	ret = bpf_engine_session_drained(px->engine, s->kslot);
 	if (ret == 1) {
 		s->kwait = false;
-		log_debug("tunnel %llu session %u: drained", (unsigned long long)s->t->id, s->id);
+		ktrace(s, "drained");
 		/* End, or the tunnel leaves the kernel path: the kernel is done with the socket */
 		if (s->close_after_flush || s->t->kdemote)
 			kpath_session_release(s, false);
@@ -378,6 +410,7 @@ void kpath_session_release(struct session *s, bool force)
 	s->kwait = false;
 	if (!s->kattached)
 		return;
+	ktrace(s, force ? "detach (force)" : "detach");
 	ret = bpf_engine_session_detach(px->engine, s->kslot, force);
 	log_debug("tunnel %llu session %u: detached%s: %d", (unsigned long long)s->t->id, s->id,
 		  force ? " (force)" : "", ret);

@@ -9,6 +9,7 @@ import re
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import threading
 import time
@@ -148,19 +149,21 @@ def tcp_echo(env):
     return "%d MiB each way, %.0f MiB/s" % (env.opts.mib, env.opts.mib / dt)
 
 
-def tcp_bulk(env):
-    n = env.opts.mib * MIB
-    deadline = time.monotonic() + _bulk_deadline(env.opts.mib)
-    seed = 4242
+def sink_bulk(env, mib, seed, deadline_s=None):
+    """mib MiB up and a different mib MiB down through the sink, concurrently; byte-exact
+    both ways (service vs user). Returns the seconds taken."""
+    n = mib * MIB
+    deadline = time.monotonic() + (deadline_s or 30.0 + mib * 0.5)
+    n_before = len(env.sink.results)
     s = connect(env.p_sink, timeout=5)
     s.settimeout(20)
-    s.sendall(struct_hdr(n, n, seed))
+    s.sendall(struct.pack(">QQQ", n, n, seed))
     up = {"hash": None, "count": 0, "err": None}
 
     def writer():
         h = hashlib.sha256()
         try:
-            for chunk in random_stream(999, n):
+            for chunk in random_stream(seed + 1, n):
                 s.sendall(chunk)
                 h.update(chunk)
                 up["count"] += len(chunk)
@@ -182,24 +185,29 @@ def tcp_bulk(env):
                 break
             h.update(mv[:k])
             got += k
-        check(got == n, "download: user got %d of %d bytes" % (got, n))
+        check(got == n, "bulk download: user got %d of %d bytes" % (got, n))
         w.join(max(0.1, deadline - time.monotonic()))
-        res = env.sink.wait_results(1, max(0.1, deadline - time.monotonic()))
+        res = env.sink.wait_results(n_before + 1, max(0.1, deadline - time.monotonic()))
     except OSError as e:
-        raise TestFailure("download after %d bytes: %s" % (got, e))
+        raise TestFailure("bulk download after %d bytes: %s" % (got, e))
     finally:
         dt = time.monotonic() - t0
         _shut_close(s)
         w.join(5)
-    check(up["err"] is None, "upload: %s" % up["err"])
-    check(res, "sink service reported no result")
-    r = res[0]
-    check(r["error"] is None, "service: %s" % r["error"])
-    check(r["recv_count"] == n, "service received %d of %d bytes" % (r["recv_count"], n))
-    check(r["recv_hash"] == up["hash"], "upload SHA-256 differs (sent vs received by service)")
-    check(r["sent_count"] == n and got == n,
-          "download: service sent %d, user got %d of %d" % (r["sent_count"], got, n))
-    check(h.hexdigest() == r["sent_hash"], "download SHA-256 differs (service vs user)")
+    check(up["err"] is None, "bulk upload: %s" % up["err"])
+    mine = [r for r in res[n_before:] if r["up_len"] == n and r["down_len"] == n]
+    check(mine, "sink service reported no result for the bulk session")
+    r = mine[0]
+    check(r["error"] is None, "bulk: service: %s" % r["error"])
+    check(r["recv_count"] == n, "bulk: service received %d of %d bytes" % (r["recv_count"], n))
+    check(r["recv_hash"] == up["hash"], "bulk: upload SHA-256 differs (user vs service)")
+    check(r["sent_count"] == n, "bulk: service sent %d of %d bytes" % (r["sent_count"], n))
+    check(h.hexdigest() == r["sent_hash"], "bulk: download SHA-256 differs (service vs user)")
+    return dt
+
+
+def tcp_bulk(env):
+    dt = sink_bulk(env, env.opts.mib, 4242, _bulk_deadline(env.opts.mib))
     return "%d MiB up + %d MiB down, %.0f MiB/s" % (env.opts.mib, env.opts.mib,
                                                      2 * env.opts.mib / dt)
 
