@@ -327,14 +327,23 @@ int revsock_parser(struct __sk_buff *skb)
 			return avail > 0 ? avail : 0;
 		}
 	}
+	if (avail < 2)
+		return 0; /* need more */
+	if (bpf_skb_load_bytes(skb, off, h, 2))
+		return 0;
+	meta = ((__u32)h[0] << 8) | h[1];
+	/* A bad length is known from two bytes: do not wait for more (a peer
+	 * that sends only this would hold the tunnel open; userspace's decoder
+	 * refuses it at once too). */
+	if (meta < REVSOCK_MUX_META_MIN || meta > REVSOCK_MUX_META_MAX)
+		goto malformed;
 	if (avail < 6)
 		return 0; /* need more */
 	if (bpf_skb_load_bytes(skb, off, h, 6))
 		return 0;
-	meta = ((__u32)h[0] << 8) | h[1];
-	if (meta < REVSOCK_MUX_META_MIN || meta > REVSOCK_MUX_META_MAX ||
-	    h[4] < REVSOCK_MUX_NEW || h[4] > REVSOCK_MUX_KEEPALIVE ||
+	if (h[4] < REVSOCK_MUX_NEW || h[4] > REVSOCK_MUX_KEEPALIVE ||
 	    (h[4] == REVSOCK_MUX_NEW && meta < REVSOCK_MUX_NEW_META_MIN)) {
+malformed:;
 		/* Malformed: everything from here goes raw to the mailbox;
 		 * the tunnel is in error (userspace closes it; its decoder
 		 * finds the same error in the raw bytes). */

@@ -881,6 +881,21 @@ int bpf_engine_tunnel_release_poll(struct bpf_engine *e, uint32_t tunnel_id, uin
 	return 1;
 }
 
+int64_t bpf_engine_tunnel_mailbox_bytes(const struct bpf_engine *e, uint32_t tunnel_id)
+{
+	const struct eng_tunnel *t = NULL;
+	struct revsock_tunnel_state ts;
+
+	for (uint32_t i = 0; tunnel_id && i < e->max_tunnels && !t; i++)
+		if (e->tunnels[i].id == tunnel_id)
+			t = &e->tunnels[i];
+	if (!t)
+		return -ENOENT;
+	if (bpf_map_lookup_elem(bpf_map__fd(e->skel->maps.tunnel_state), &t->cookie, &ts))
+		return -errno;
+	return (int64_t)ts.mailbox_bytes;
+}
+
 int bpf_engine_tunnel_drained(const struct bpf_engine *e, uint32_t tunnel_id, uint64_t mailbox_read)
 {
 	const struct eng_tunnel *t = NULL;

@@ -102,6 +102,8 @@ int bpf_engine_tunnel_remove(struct bpf_engine *e, uint32_t tunnel_id);
  * "Through the parser": tcpi_bytes_received == bytes the verdict handled (nothing left in
  * the TCP queue, i.e. SIOCINQ == 0, nor held by strparser in an incomplete frame). */
 int bpf_engine_tunnel_drained(const struct bpf_engine *e, uint32_t tunnel_id, uint64_t mailbox_read);
+/* Bytes the kernel has put into the tunnel's mailbox so far (monotonic); -errno. */
+int64_t bpf_engine_tunnel_mailbox_bytes(const struct bpf_engine *e, uint32_t tunnel_id);
 /* Leaving the kernel path for good (a tunnel that needs TCP backpressure: the pass path
  * has none, docs/bpf.md).  Stop every session of the tunnel first.  begin: the parser
  * goes raw at the next frame boundary (every later byte goes whole to the mailbox).

@@ -101,6 +101,7 @@ void kpath_tunnel_stop(struct tunnel *t)
 		return;
 	loop_timer_disarm(t->px->loop, &t->keof);
 	loop_timer_disarm(t->px->loop, &t->kdemote_timer);
+	loop_timer_disarm(t->px->loop, &t->khold);
 	if (t->kmbox_open)
 		loop_del(t->px->loop, &t->mbox);
 	t->kmbox_open = false;
@@ -172,6 +173,41 @@ void kpath_tunnel_demote(struct tunnel *t)
 		return;
 	}
 	kdemote_poll(t->px->loop, t);
+}
+
+/*
+ * A paused tunnel on the kernel path: the parser keeps reading the socket, so
+ * what the peer sends for sessions not in the kernel (the one that paused us,
+ * control frames) piles up in the mailbox.  That is fine for the few
+ * milliseconds a session needs to drain what the kernel redirected before a
+ * pause; once the backlog passes the session bound, the tunnel needs real
+ * backpressure and leaves the kernel path.
+ */
+static void khold_poll(struct loop *l, void *ctx)
+{
+	struct tunnel *t = ctx;
+	int64_t in;
+
+	if (t->closed || !t->kpath || t->kdemote || !t->rx_blocked_by)
+		return;
+	in = bpf_engine_tunnel_mailbox_bytes(t->px->engine, t->kid);
+	if (in < 0 || (uint64_t)in - t->mbox_read > t->px->cfg->revsock.session_buffer_bytes) {
+		kpath_tunnel_demote(t);
+		return;
+	}
+	loop_timer_arm(l, &t->khold, KPATH_POLL_MS, khold_poll, t);
+}
+
+void kpath_tunnel_hold(struct tunnel *t)
+{
+	if (!t->kpath || t->kdemote)
+		return;
+	loop_timer_arm(t->px->loop, &t->khold, KPATH_POLL_MS, khold_poll, t);
+}
+
+void kpath_tunnel_unhold(struct tunnel *t)
+{
+	loop_timer_disarm(t->px->loop, &t->khold);
 }
 
 int kpath_mailbox_empty(struct tunnel *t)

@@ -39,6 +39,11 @@ void kpath_tunnel_stop(struct tunnel *t);
 void kpath_tunnel_peer_closed(struct tunnel *t);
 /* The tunnel needs backpressure: take it off the kernel path (kpath.c says how). */
 void kpath_tunnel_demote(struct tunnel *t);
+/* A session over its bound paused the tunnel's reads: while the kernel keeps the
+ * mailbox backlog under the bound (a session draining its in-flight bytes), stay on
+ * the kernel path; beyond it, demote.  _unhold when the tunnel resumes. */
+void kpath_tunnel_hold(struct tunnel *t);
+void kpath_tunnel_unhold(struct tunnel *t);
 /* Mailbox read to EAGAIN: 1 when the tunnel has left the kernel path and every
  * byte of the mailbox is read (read the socket from now on), else 0. */
 int kpath_mailbox_empty(struct tunnel *t);

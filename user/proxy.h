@@ -177,6 +177,7 @@ struct tunnel {
 	bool kmbox_open;             /* the mailbox is registered in the loop */
 	uint64_t kmbox_total;
 	struct loop_timer kdemote_timer;
+	struct loop_timer khold;     /* paused on the kernel path: watches the mailbox backlog */
 };
 
 /* A portal-side UDP dokodemo-door socket: one session per client address. */

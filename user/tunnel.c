@@ -345,8 +345,9 @@ static void session_check_bound(struct session *s)
 	size_t limit = t->px->cfg->revsock.session_buffer_bytes;
 
 	if (s->to_local.bytes >= limit && !s->blocking_tunnel) {
-		/* a tunnel with a stream parser cannot be paused: take it off the kernel path */
-		kpath_tunnel_demote(t);
+		/* a tunnel with a stream parser cannot really be paused: kpath.c
+		 * watches what piles up and takes it off the kernel path if needed */
+		kpath_tunnel_hold(t);
 		s->blocking_tunnel = true;
 		t->rx_blocked_by = s;
 		loop_timer_arm(t->px->loop, &s->stall, t->px->cfg->revsock.session_stall_timeout_s * 1000ULL,
@@ -385,6 +386,7 @@ static void session_unblock_tunnel(struct session *s)
 	loop_timer_disarm(t->px->loop, &s->stall);
 	if (t->rx_blocked_by == s) {
 		t->rx_blocked_by = NULL;
+		kpath_tunnel_unhold(t);
 		tunnel_schedule_rx(t);
 	}
 }
