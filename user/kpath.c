@@ -23,6 +23,8 @@
 #include "proxy.h"
 
 #define KPATH_POLL_MS 1          /* drained polls while bytes are in flight */
+#define KPATH_AFTER_WATCH_MS 5000 /* after a hand-back, watch the mailbox this long */
+#define KPATH_AFTER_POLL_MS 50
 #define KPATH_EOF_GRACE_MS 2000  /* peer closed: wait this long for the parser's last frames */
 
 static const char *default_instance(const struct config *cfg)
@@ -210,6 +212,32 @@ void kpath_tunnel_unhold(struct tunnel *t)
 	loop_timer_disarm(t->px->loop, &t->khold);
 }
 
+/*
+ * After the hand-back: if the kernel still put bytes into the mailbox, the
+ * stream parser is still attached to the socket and reads what we now expect
+ * on the socket itself (seen once as a bridge that stopped serving its tunnel
+ * for 31 s, docs/bpf.md "Status").  The stream is lost: close the tunnel (its
+ * sessions end with an error) instead of hanging.
+ */
+static void kafter_poll(struct loop *l, void *ctx)
+{
+	struct tunnel *t = ctx;
+	int64_t in;
+
+	if (t->closed || !t->kid)
+		return;
+	in = bpf_engine_tunnel_mailbox_bytes(t->px->engine, t->kid);
+	if (in > 0 && (uint64_t)in > t->kmbox_total) {
+		log_err("tunnel %llu: the kernel kept reading the tunnel after it left the kernel path "
+			"(%lld bytes past the hand-back): closed", (unsigned long long)t->id,
+			(long long)((uint64_t)in - t->kmbox_total));
+		tunnel_close(t, "kernel path: hand-back failed");
+		return;
+	}
+	if (loop_now(l) < t->kafter_until)
+		loop_timer_arm(l, &t->kdemote_timer, KPATH_AFTER_POLL_MS, kafter_poll, t);
+}
+
 int kpath_mailbox_empty(struct tunnel *t)
 {
 	if (!t->kdetached)
@@ -220,7 +248,10 @@ int kpath_mailbox_empty(struct tunnel *t)
 			loop_timer_arm(t->px->loop, &t->kdemote_timer, KPATH_POLL_MS, kdemote_retry, t);
 		return 0;
 	}
-	/* every byte the kernel took is read: the socket is ours now */
+	/* every byte the kernel took is read: the socket is ours now (kafter_poll
+	 * checks that the kernel really stopped reading it) */
+	t->kafter_until = loop_now(t->px->loop) + KPATH_AFTER_WATCH_MS;
+	loop_timer_arm(t->px->loop, &t->kdemote_timer, KPATH_AFTER_POLL_MS, kafter_poll, t);
 	{
 		int inq = 0;
 

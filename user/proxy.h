@@ -178,6 +178,7 @@ struct tunnel {
 	uint64_t kmbox_total;
 	struct loop_timer kdemote_timer;
 	struct loop_timer khold;     /* paused on the kernel path: watches the mailbox backlog */
+	uint64_t kafter_until;       /* after the hand-back: watch the mailbox until then */
 };
 
 /* A portal-side UDP dokodemo-door socket: one session per client address. */
