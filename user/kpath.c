@@ -24,7 +24,7 @@
 
 #define KPATH_POLL_MS 1          /* drained polls while bytes are in flight */
 #define KPATH_AFTER_WATCH_MS 5000 /* after a hand-back, watch the mailbox this long */
-#define KPATH_AFTER_POLL_MS 50
+#define KPATH_AFTER_POLL_MS 20
 #define KPATH_EOF_GRACE_MS 2000  /* peer closed: wait this long for the parser's last frames */
 
 static const char *default_instance(const struct config *cfg)
@@ -213,29 +213,44 @@ void kpath_tunnel_unhold(struct tunnel *t)
 }
 
 /*
- * After the hand-back: if the kernel still put bytes into the mailbox, the
- * stream parser is still attached to the socket and reads what we now expect
- * on the socket itself (seen once as a bridge that stopped serving its tunnel
- * for 31 s, docs/bpf.md "Status").  The stream is lost: close the tunnel (its
- * sessions end with an error) instead of hanging.
+ * After the hand-back.  Two things are watched, because both were seen:
+ *  - for KPATH_AFTER_WATCH_MS: if the kernel still put bytes into the mailbox,
+ *    a stream parser is still attached and reads what we now expect on the
+ *    socket: the stream is lost, close the tunnel (sessions end with an error);
+ *  - for the tunnel's life: the socket can hold bytes without epoll ever
+ *    reporting them (measured on 6.18: wakeups lost after the socket left the
+ *    sockhash; a bridge then served nothing for 31 s).  Read it when SIOCINQ
+ *    says there is something, every KPATH_AFTER_POLL_MS.
  */
 static void kafter_poll(struct loop *l, void *ctx)
 {
 	struct tunnel *t = ctx;
 	int64_t in;
+	int inq = 0;
 
 	if (t->closed || !t->kid)
 		return;
-	in = bpf_engine_tunnel_mailbox_bytes(t->px->engine, t->kid);
-	if (in > 0 && (uint64_t)in > t->kmbox_total) {
-		log_err("tunnel %llu: the kernel kept reading the tunnel after it left the kernel path "
-			"(%lld bytes past the hand-back): closed", (unsigned long long)t->id,
-			(long long)((uint64_t)in - t->kmbox_total));
-		tunnel_close(t, "kernel path: hand-back failed");
-		return;
+	if (loop_now(l) < t->kafter_until) {
+		in = bpf_engine_tunnel_mailbox_bytes(t->px->engine, t->kid);
+		if (in > 0 && (uint64_t)in > t->kmbox_total) {
+			log_err("tunnel %llu: the kernel kept reading the tunnel after it left the kernel path "
+				"(%lld bytes past the hand-back): closed", (unsigned long long)t->id,
+				(long long)((uint64_t)in - t->kmbox_total));
+			tunnel_close(t, "kernel path: hand-back failed");
+			return;
+		}
 	}
-	if (loop_now(l) < t->kafter_until)
-		loop_timer_arm(l, &t->kdemote_timer, KPATH_AFTER_POLL_MS, kafter_poll, t);
+	if (!t->kpath && !t->rx_blocked_by && ioctl(t->io.fd, SIOCINQ, &inq) == 0 && inq > 0) {
+		if (!t->klost_wakeup) {
+			t->klost_wakeup = true;
+			log_warn("tunnel %llu: %d bytes waiting without a wakeup after the hand-back: polling the "
+				 "socket every %d ms from now on", (unsigned long long)t->id, inq, KPATH_AFTER_POLL_MS);
+		}
+		tunnel_rx_ready(t);
+		if (t->closed)
+			return;
+	}
+	loop_timer_arm(l, &t->kdemote_timer, KPATH_AFTER_POLL_MS, kafter_poll, t);
 }
 
 int kpath_mailbox_empty(struct tunnel *t)

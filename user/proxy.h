@@ -179,6 +179,7 @@ struct tunnel {
 	struct loop_timer kdemote_timer;
 	struct loop_timer khold;     /* paused on the kernel path: watches the mailbox backlog */
 	uint64_t kafter_until;       /* after the hand-back: watch the mailbox until then */
+	bool klost_wakeup;           /* the socket held bytes epoll did not report (logged once) */
 };
 
 /* A portal-side UDP dokodemo-door socket: one session per client address. */
