@@ -626,7 +626,7 @@ const char *bpf_engine_pin_dir(const struct bpf_engine *e)
 
 /* ---- tunnels ------------------------------------------------------------ */
 
-static struct eng_tunnel *tunnel_find(struct bpf_engine *e, uint32_t id)
+static struct eng_tunnel *tunnel_find(const struct bpf_engine *e, uint32_t id)
 {
 	for (uint32_t i = 0; id && i < e->max_tunnels; i++)
 		if (e->tunnels[i].id == id)
@@ -883,12 +883,9 @@ int bpf_engine_tunnel_release_poll(struct bpf_engine *e, uint32_t tunnel_id, uin
 
 int64_t bpf_engine_tunnel_mailbox_bytes(const struct bpf_engine *e, uint32_t tunnel_id)
 {
-	const struct eng_tunnel *t = NULL;
+	const struct eng_tunnel *t = tunnel_find(e, tunnel_id);
 	struct revsock_tunnel_state ts;
 
-	for (uint32_t i = 0; tunnel_id && i < e->max_tunnels && !t; i++)
-		if (e->tunnels[i].id == tunnel_id)
-			t = &e->tunnels[i];
 	if (!t)
 		return -ENOENT;
 	if (bpf_map_lookup_elem(bpf_map__fd(e->skel->maps.tunnel_state), &t->cookie, &ts))
@@ -898,15 +895,12 @@ int64_t bpf_engine_tunnel_mailbox_bytes(const struct bpf_engine *e, uint32_t tun
 
 int bpf_engine_tunnel_drained(const struct bpf_engine *e, uint32_t tunnel_id, uint64_t mailbox_read)
 {
-	const struct eng_tunnel *t = NULL;
+	const struct eng_tunnel *t = tunnel_find(e, tunnel_id);
 	struct revsock_tunnel_state ts;
 	int sfd = bpf_map__fd(e->skel->maps.tunnel_state);
 	uint64_t rcvd, in, mb;
 	int ret, fin;
 
-	for (uint32_t i = 0; tunnel_id && i < e->max_tunnels && !t; i++)
-		if (e->tunnels[i].id == tunnel_id)
-			t = &e->tunnels[i];
 	if (!t)
 		return -ENOENT;
 	/* Order: bytes received, then in_bytes, then mailbox_bytes (the

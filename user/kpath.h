@@ -12,10 +12,11 @@
  *    bytes for it (PAUSED, End): it buffers and polls "drained" first;
  *  - End, EOF and close happen only after drained, or the session is ended
  *    with an error;
- *  - a tunnel on the kernel path cannot be paused (strparser would keep
- *    reading it into kernel memory): when a consumer falls sessionBufferBytes
- *    behind, the tunnel leaves the kernel path and the userspace engine's
- *    flow control (pause the tunnel, stall timer) applies.
+ *  - a tunnel on the kernel path cannot really be paused (strparser keeps
+ *    reading it into the mailbox): a paused tunnel is held while its mailbox
+ *    backlog stays under sessionBufferBytes, then leaves the kernel path and
+ *    the userspace engine's flow control (pause the tunnel, stall timer)
+ *    applies.
  */
 #ifndef REVSOCK_KPATH_H
 #define REVSOCK_KPATH_H

@@ -22,21 +22,13 @@ import time
 from lib import (MIB, PAIRINGS, ROOT, TCP_ESTABLISHED, Options, ScriptTCP, TestFailure,
                  TestSkip, check, close_rst, connect, echo_once, is_reset_error,
                  random_stream, sockets_on_port, stream_hash)
-from scenarios import sink_bulk
+from scenarios import _shut_close, sink_bulk
 
 
 def _scale(env):
     """Sizes here are for REVSOCK_TEST_MIB=64 (the host); smaller settings (the VMs run 8
     under TCG, ~10 MiB/s) shrink the byte counts, never the session or repetition counts."""
     return max(1, min(64, env.opts.mib)) / 64.0
-
-
-def _shut_close(s):
-    try:
-        s.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    s.close()
 
 
 def _alive(env):
