@@ -225,16 +225,11 @@ static __always_inline int decide(struct revsock_tunnel_state *ts, struct revsoc
 				c->arm_waits++;
 			return pass_frame(ts, c, key.sid);
 		}
-		/* Do not start redirecting into a target that already holds
-		 * more than the bound (userspace's own unacked writes). */
-		if (outq + dl > session_bound) {
-			s->arm_waits++;
-			if (c)
-				c->arm_waits++;
-			return pass_frame(ts, c, key.sid);
-		}
+		/* What userspace wrote is in the target's send queue (bounded
+		 * by its sndbuf, as in the userspace engine): redirects queue
+		 * behind it, counted from here. */
 		s->base = acked + outq - s->redir_bytes;
-		s->acked_seen = acked;
+		s->written_seen = acked + outq;
 		if (__sync_val_compare_and_swap(&s->mode, REVSOCK_SLOT_ARMED, REVSOCK_SLOT_REDIRECT) !=
 		    REVSOCK_SLOT_ARMED)
 			return pass_frame(ts, c, key.sid); /* userspace stopped it */
@@ -246,11 +241,14 @@ static __always_inline int decide(struct revsock_tunnel_state *ts, struct revsoc
 	if (mode != REVSOCK_SLOT_REDIRECT)
 		return pass_frame(ts, c, key.sid);
 
-	/* Byte bound: kernel-held bytes = base + redir_bytes - acked. */
-	if (s->base + s->redir_bytes + dl - s->acked_seen > session_bound) {
+	/* Byte bound on the psock backlog: bytes redirected that the target's
+	 * TCP has not taken into its send queue yet = base + redir_bytes -
+	 * written.  The send queue itself is bounded by the socket's sndbuf,
+	 * as with userspace writes; the backlog has no bound but this one. */
+	if (s->base + s->redir_bytes + dl - s->written_seen > session_bound) {
 		if (!target_tcp(slot, &acked, &outq))
-			s->acked_seen = acked;
-		if (s->base + s->redir_bytes + dl - s->acked_seen > session_bound) {
+			s->written_seen = acked + outq;
+		if (s->base + s->redir_bytes + dl - s->written_seen > session_bound) {
 			if (__sync_val_compare_and_swap(&s->mode, REVSOCK_SLOT_REDIRECT,
 							REVSOCK_SLOT_PAUSED) == REVSOCK_SLOT_REDIRECT) {
 				s->pauses++;

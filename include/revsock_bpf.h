@@ -38,7 +38,7 @@
 /* Defaults for the maps' sizes and the const volatile knobs. */
 #define REVSOCK_DEFAULT_MAX_TUNNELS 256
 #define REVSOCK_DEFAULT_MAX_SESSIONS 4096
-#define REVSOCK_DEFAULT_SESSION_BOUND (4ull << 20) /* bytes redirected but not yet acked */
+#define REVSOCK_DEFAULT_SESSION_BOUND (4ull << 20) /* psock backlog: redirected, not yet in the send queue */
 
 /* Buckets of session ids remembering the last passed frame (power of 2). */
 #define REVSOCK_PASS_BUCKETS 256
@@ -87,9 +87,11 @@ struct revsock_slot {
 	__u64 redir_frames;/* bpf */
 	__u64 base;        /* bpf: target bytes written (bytes_acked + outq) minus
 			    * redir_bytes, at the last switch to REDIRECT.  Drained
-			    * when acked + outq == base + redir_bytes; kernel memory
-			    * held for the session is base + redir_bytes - acked. */
-	__u64 acked_seen;  /* bpf: target tcpi_bytes_acked at the last bound check */
+			    * when acked + outq == base + redir_bytes; the psock
+			    * backlog (redirected, not yet in the target's send
+			    * queue) is base + redir_bytes - written, bounded by
+			    * session_bound. */
+	__u64 written_seen;/* bpf: target bytes written at the last bound check */
 	__u64 switches;    /* bpf: ARMED -> REDIRECT transitions */
 	__u64 arm_waits;   /* bpf: frames passed while ARMED (userspace behind) */
 };

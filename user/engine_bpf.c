@@ -1123,7 +1123,7 @@ int bpf_engine_session_info(const struct bpf_engine *e, uint32_t slot, struct re
 int64_t bpf_engine_session_held(const struct bpf_engine *e, uint32_t slot)
 {
 	const struct revsock_slot *s = slot_get(e, slot);
-	uint64_t written, acked, redir, base;
+	uint64_t written, redir, base;
 	int ret;
 
 	if (!s)
@@ -1132,10 +1132,10 @@ int64_t bpf_engine_session_held(const struct bpf_engine *e, uint32_t slot)
 	if (!redir)
 		return 0;
 	base = load_u64(&s->base);
-	ret = target_written(e->slot_fd[slot], &written, &acked);
+	ret = target_written(e->slot_fd[slot], &written, NULL);
 	if (ret)
 		return ret;
-	return (int64_t)(base + redir - acked);
+	return written >= base + redir ? 0 : (int64_t)(base + redir - written);
 }
 
 int bpf_engine_counters(const struct bpf_engine *e, struct revsock_counters *sum)

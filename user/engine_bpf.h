@@ -150,7 +150,8 @@ int bpf_engine_session_wait_drained(const struct bpf_engine *e, uint32_t slot, i
 int bpf_engine_session_detach(struct bpf_engine *e, uint32_t slot, bool force);
 /* Snapshot of the slot (counters, mode, base). */
 int bpf_engine_session_info(const struct bpf_engine *e, uint32_t slot, struct revsock_slot *out);
-/* Kernel-held bytes for the slot right now (base + redirected - acked), or -errno. */
+/* The slot's psock backlog right now: bytes redirected that the target's TCP has not
+ * taken into its send queue (base + redirected - written), or -errno. */
 int64_t bpf_engine_session_held(const struct bpf_engine *e, uint32_t slot);
 
 /* Sum of the per-CPU counters. */

@@ -498,9 +498,9 @@ static int on_header(struct run *r, uint32_t sid, uint8_t status, bool data, uin
 		bpf_engine_session_info(r->e, s->slot, &si);
 		getsockopt(s->src, IPPROTO_TCP, TCP_INFO, &ti, &tl);
 		ioctl(s->src, SIOCOUTQ, &outq);
-		RFAIL(r, "sid %u: drain timed out (mode %d): busy %u redir %llu base %llu acked_seen %llu; "
+		RFAIL(r, "sid %u: drain timed out (mode %d): busy %u redir %llu base %llu written_seen %llu; "
 		      "target acked %llu outq %d", sid, m, si.busy, (unsigned long long)si.redir_bytes,
-		      (unsigned long long)si.base, (unsigned long long)si.acked_seen,
+		      (unsigned long long)si.base, (unsigned long long)si.written_seen,
 		      (unsigned long long)ti.tcpi_bytes_acked, outq);
 	}
 	return 0;

@@ -455,10 +455,13 @@ class ScriptTCP(_TCPService):
       RESET_AFTER: receive; once `length` bytes arrived, close with RST (SO_LINGER 0).
       SEND_UNTIL_END: send up to `length` bytes of random_stream(key) while watching the
                    connection; record when and how it ended (peer EOF, reset, send error).
+      SEND_PACED:  like SEND_CLOSE, at `pace` bytes/s (an attribute the test sets; a
+                   sender on a network link, not a loopback one).
     Result dict: mode, length, count (bytes received or sent), hash, how, t_end
     (time.monotonic() of the end / of the RST), error."""
 
-    SEND_CLOSE, RECV_EOF, RESET_AFTER, SEND_UNTIL_END = 1, 2, 3, 4
+    pace = 200e6
+    SEND_CLOSE, RECV_EOF, RESET_AFTER, SEND_UNTIL_END, SEND_PACED = 1, 2, 3, 4, 5
     HDR = struct.Struct(">BQQ")
 
     def __init__(self):
@@ -479,10 +482,12 @@ class ScriptTCP(_TCPService):
         res = {"mode": mode, "length": length, "count": 0, "hash": None, "how": None,
                "t_end": None, "error": None}
         try:
-            if mode == self.SEND_CLOSE:
+            if mode in (self.SEND_CLOSE, self.SEND_PACED):
                 h = hashlib.sha256()
+                pacer = Pacer(self.pace if mode == self.SEND_PACED else None)
                 try:
-                    for chunk in random_stream(key, length):
+                    for chunk in random_stream(key, length, chunk=65536):
+                        pacer.wait(len(chunk))
                         c.sendall(chunk)
                         h.update(chunk)
                         res["count"] += len(chunk)
@@ -620,6 +625,23 @@ def random_stream(seed, total, chunk=1 << 20):
         k = min(chunk, left)
         yield r.randbytes(k)
         left -= k
+
+
+class Pacer:
+    """Spaces writes to `rate` bytes/s on average (None: no pacing), with sleeps of at
+    least 1 ms, as a sender behind a network link writes in bursts."""
+
+    def __init__(self, rate):
+        self.rate = rate
+        self.t0 = time.monotonic()
+        self.sent = 0
+
+    def wait(self, n):
+        if self.rate:
+            ahead = self.t0 + self.sent / self.rate - time.monotonic()
+            if ahead >= 0.001:
+                time.sleep(ahead)
+        self.sent += n
 
 
 def stream_hash(seed, total):
