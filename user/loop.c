@@ -210,22 +210,30 @@ int loop_defer(struct loop *l, loop_timer_fn fn, void *ctx)
 	return 0;
 }
 
+/*
+ * One round: the callbacks deferred before this call.  What they defer runs
+ * in the next iteration, after epoll_wait (timeout 0 while work is deferred)
+ * and the timers.  Running "until the list stays empty" livelocked the bridge:
+ * sessions that always had data (a download whose tunnel the peer's kernel
+ * path drained at once) re-deferred themselves for fairness forever, so the
+ * tunnel's own socket (the user's stop byte) and every timer went unserved
+ * for 30 s.
+ */
 static void run_deferred(struct loop *l)
 {
-	/* Callbacks may defer more work: run until the list stays empty, but
-	 * take a snapshot each round so one round is bounded. */
-	while (l->defer_len) {
-		size_t n = l->defer_len, i;
-		struct deferred *batch = malloc(n * sizeof(*batch));
+	size_t n = l->defer_len, i;
+	struct deferred *batch;
 
-		if (!batch)
-			abort();
-		memcpy(batch, l->defer, n * sizeof(*batch));
-		l->defer_len = 0;
-		for (i = 0; i < n; i++)
-			batch[i].fn(l, batch[i].ctx);
-		free(batch);
-	}
+	if (!n)
+		return;
+	batch = malloc(n * sizeof(*batch));
+	if (!batch)
+		abort();
+	memcpy(batch, l->defer, n * sizeof(*batch));
+	l->defer_len = 0;
+	for (i = 0; i < n; i++)
+		batch[i].fn(l, batch[i].ctx);
+	free(batch);
 }
 
 int loop_run(struct loop *l)
@@ -246,7 +254,6 @@ int loop_run(struct loop *l)
 		}
 		run_deferred(l);
 		run_timers(l);
-		run_deferred(l);
 	}
 	return 0;
 }

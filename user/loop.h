@@ -52,7 +52,9 @@ static inline bool loop_timer_armed(const struct loop_timer *t) { return t->heap
 /*
  * Run a callback after the current batch of events (deferred work, and the
  * safe place to free an object whose loop_io may still have a pending event
- * in this batch).  Returns 0 or -ENOMEM.
+ * in this batch).  Work deferred from a deferred callback waits for the next
+ * iteration (after epoll and the timers): re-deferring is how a busy callback
+ * yields, and it never starves sockets or timers.  Returns 0 or -ENOMEM.
  */
 int loop_defer(struct loop *l, loop_timer_fn fn, void *ctx);
 

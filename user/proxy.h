@@ -180,6 +180,7 @@ struct tunnel {
 	struct loop_timer khold;     /* paused on the kernel path: watches the mailbox backlog */
 	uint64_t kafter_until;       /* after the hand-back: watch the mailbox until then */
 	bool klost_wakeup;           /* the socket held bytes epoll did not report (logged once) */
+	unsigned kunread_polls;      /* consecutive polls that found the socket's bytes still unread */
 };
 
 /* A portal-side UDP dokodemo-door socket: one session per client address. */
