@@ -293,9 +293,8 @@ class Setup:
             if not os.access(REVSOCK, os.X_OK):
                 raise NotAvailable("build/revsock not built")
             dp = self.cfg.split("-", 1)[1]
-            # the kernel engine is experimental: revsock refuses it (the row then says
-            # "not available" with the reason) unless the caller exported
-            # REVSOCK_EXPERIMENTAL_SOCKMAP=1, which the processes inherit
+            # sockmap on a kernel that cannot run it: revsock exits with the probe's
+            # reason and the row says "not available" with it
             cmd = lambda f: [REVSOCK, "run", "-c", f, "--datapath", dp, "--log", "warning"]
         last = ""
         for attempt in range(3):  # a port we picked may be taken by someone else meanwhile

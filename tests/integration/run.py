@@ -10,6 +10,7 @@ v2ray-v2ray), REVSOCK_TEST_KEEP=1 keeps every temp dir (failed tests always keep
 """
 
 import os
+import re
 import signal
 import sys
 import time
@@ -35,6 +36,19 @@ def _alarm(signum, frame):
     raise _Watchdog("test exceeded the per-test watchdog")
 
 
+def kernel_engine_missing(opts):
+    """The probe's reason when this kernel cannot run the kernel engine, else None
+    (`revsock probe` loads the programs, as `run --datapath sockmap` would)."""
+    import subprocess
+    try:
+        out = subprocess.run([opts.revsock, "probe"], stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, timeout=30).stdout.decode(errors="replace")
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return "revsock probe failed: %s" % e
+    m = re.search(r"kernel engine unavailable: (.*)\)", out)
+    return m.group(1) if m else None
+
+
 def main(argv):
     opts = Options()
     flt = argv[1] if len(argv) > 1 else os.environ.get("REVSOCK_TEST_FILTER", "")
@@ -47,6 +61,7 @@ def main(argv):
     have_revsock = os.access(opts.revsock, os.X_OK)
     have_v2ray = os.access(opts.v2ray, os.X_OK)
 
+    no_engine = kernel_engine_missing(opts) if opts.datapath == "sockmap" else None
     tests = []  # (name, pairing or None, fn, revsock_extra, pre-skip reason, needs_start)
     for pairing in pairs:
         impls = PAIRINGS[pairing]
@@ -73,6 +88,8 @@ def main(argv):
         if flt and flt not in name:
             continue
         impls = PAIRINGS[pairing]
+        if reason is None and no_engine and "revsock" in impls:
+            reason = "datapath sockmap: %s" % no_engine
         if reason is None and "revsock" in impls and not have_revsock:
             print("FAIL %s: revsock binary not found at %s" % (name, opts.revsock), flush=True)
             nfail += 1
