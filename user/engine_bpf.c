@@ -711,6 +711,25 @@ static int mailbox_open(int mb[2])
 	return 0;
 }
 
+/*
+ * Make the kernel call the socket's sk_data_ready now if it holds data:
+ * setting SO_RCVLOWAT (to its current value) runs tcp_data_ready().  Joining
+ * the sockhash does not: bytes that arrived before the socket joined would
+ * wait for the peer's next segment before the stream parser saw them (a peer
+ * that sends its first frames and waits for the answer then waits forever;
+ * seen under TCG).  Leaving it does not wake epoll for bytes that arrived
+ * while the parser was stopping.
+ */
+static void kick_data_ready(int fd)
+{
+	int lowat = 1;
+	socklen_t l = sizeof(lowat);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, &l) < 0 || lowat < 1)
+		lowat = 1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+}
+
 int bpf_engine_tunnel_add(struct bpf_engine *e, int fd, uint32_t *tunnel_id, int *mailbox_fd)
 {
 	struct revsock_tunnel_state ts = { 0 };
@@ -773,6 +792,7 @@ int bpf_engine_tunnel_add(struct bpf_engine *e, int fd, uint32_t *tunnel_id, int
 		e->next_tunnel_id = 1;
 	*tunnel_id = t->id;
 	*mailbox_fd = mb[0];
+	kick_data_ready(fd); /* bytes already queued reach the parser now */
 	return 0;
 fail_mbmap:
 	bpf_map_delete_elem(mfd, &ts.tunnel_id);
@@ -862,6 +882,7 @@ int bpf_engine_tunnel_release_poll(struct bpf_engine *e, uint32_t tunnel_id, uin
 		if (bpf_map_delete_elem(bpf_map__fd(e->skel->maps.tunnels), &tunnel_id) && errno != ENOENT)
 			return -errno;
 		t->unhooked = true;
+		kick_data_ready(t->fd); /* epoll hears of bytes the stopping parser left */
 	}
 	/* A parse that was running when the socket left the map may still
 	 * deliver: done when every byte gone from the TCP queue went through

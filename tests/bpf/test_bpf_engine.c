@@ -1221,6 +1221,38 @@ static void test_bpf_malformed_stream_is_passed_raw(void **state)
 	close(tw), close(tr), close(a), close(b);
 }
 
+/* Bytes that reach the tunnel socket before it joins the engine, and nothing
+ * after (a peer that sends its first frames and waits for an answer): the
+ * parser must see them at once, not at the peer's next segment. */
+static void test_bpf_bytes_queued_before_add_are_parsed(void **state)
+{
+	struct bpf_engine *e;
+	char why[256];
+	uint8_t out[64], in[64];
+	int tw, tr, mbox, inq = 0;
+	uint32_t tun;
+	size_t n = 0, got;
+
+	NEED_BPF();
+	OK(bpf_engine_open(NULL, &e, why, sizeof(why)));
+	tcp_pair(&tw, &tr);
+	n += hdr(out, 5, REVSOCK_MUX_KEEP, true, 5);
+	memcpy(out + n, "early", 5), n += 5;
+	n += hdr(out + n, 6, REVSOCK_MUX_KEEPALIVE, false, 0);
+	write_all(tw, out, n);
+	for (int i = 0; i < 1000 && inq < (int)n; i++) { /* in tr's queue before the add */
+		SYS(ioctl(tr, SIOCINQ, &inq));
+		usleep(1000);
+	}
+	assert_int_equal(inq, n);
+	OK(bpf_engine_tunnel_add(e, tr, &tun, &mbox));
+	got = mailbox_read_for(mbox, in, n, 2); /* the peer sends nothing more */
+	assert_int_equal(got, n);
+	assert_memory_equal(in, out, n);
+	bpf_engine_close(e);
+	close(tw), close(tr);
+}
+
 /* EOF: the peer writes passed and redirected frames and closes; userspace
  * reads the mailbox until tunnel_drained says 1, and by then has every passed
  * byte, byte-exact, while the target has every redirected one.  A frame cut
@@ -1527,6 +1559,7 @@ int main(void)
 		cmocka_unit_test(test_bpf_probe_reports_features),
 		cmocka_unit_test(test_bpf_attach_rejects_bad_sessions),
 		cmocka_unit_test(test_bpf_malformed_stream_is_passed_raw),
+		cmocka_unit_test(test_bpf_bytes_queued_before_add_are_parsed),
 		cmocka_unit_test(test_bpf_tunnel_drained_after_peer_close),
 		cmocka_unit_test(test_bpf_tunnel_release),
 		cmocka_unit_test(test_bpf_pins_reclaimed_and_removed),

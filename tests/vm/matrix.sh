@@ -8,14 +8,14 @@
 # "vmtest: N passed, N failed, N skipped" line (all kernels added up) follow.
 # Exit 0 only when every kernel's run exited 0.
 #
-# Env: VMTEST_TIMEOUT (seconds per kernel, boot included; default 540), and everything
+# Env: VMTEST_TIMEOUT (seconds per kernel, boot included; default 900), and everything
 # run.sh and guest-suite.sh take (VM_ACCEL, VM_SMP, VM_MEM, REVSOCK_TEST_MIB, ...).
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cd "$repo" || exit 1
 [ $# -ge 1 ] || { echo "usage: $0 KERNEL..." >&2; exit 2; }
-timeout_s=${VMTEST_TIMEOUT:-540}
+timeout_s=${VMTEST_TIMEOUT:-900}
 logs=$repo/build/vm-logs
 mkdir -p "$logs"
 
@@ -37,6 +37,7 @@ for k in "$@"; do
 	engine=$(sed -n 's/^vm-guest: engine auto: //p' "$log" | head -n1)
 	smoke=$(sed -n 's/^vm-guest: smoke: //p' "$log" | tail -n1)
 	bpfeng=$(sed -n 's/^vm-guest: bpf engine: //p' "$log" | tail -n1)
+	ksuite=$(sed -n 's/^integration-sockmap: //p' "$log" | tail -n1)
 	counts=$(grep -E '^integration: [0-9]+ passed, [0-9]+ failed' "$log" | tail -n1)
 	p=0 f=0 s=0
 	if [ -n "$counts" ]; then
@@ -45,7 +46,7 @@ for k in "$@"; do
 		s=$(echo "$counts" | sed -nE 's/.* ([0-9]+) skipped.*/\1/p')
 		s=${s:-0}
 	fi
-	for extra in "$smoke" "$bpfeng"; do
+	for extra in "$smoke" "$bpfeng" "$ksuite"; do
 		echo "$extra" | grep -qE '^[0-9]+ passed, [0-9]+ failed' || continue
 		p=$((p + $(echo "$extra" | sed -E 's/^([0-9]+) passed.*/\1/')))
 		f=$((f + $(echo "$extra" | sed -E 's/^[0-9]+ passed, ([0-9]+) failed.*/\1/')))
@@ -69,8 +70,9 @@ for k in "$@"; do
 		"  engine auto:    ${engine:-?}"
 		"  smoke:          ${smoke:-?}"
 		"  bpf engine:     ${bpfeng:-?}"
-		"  integration:    ${counts#integration: }")
-	[ -n "$counts" ] || summary[${#summary[@]} - 1]="  integration:    (no result line)"
+		"  integration:    ${counts#integration: } (datapath auto)"
+		"  integration:    ${ksuite:-(no result line)} (datapath sockmap)")
+	[ -n "$counts" ] || summary[${#summary[@]} - 2]="  integration:    (no result line) (datapath auto)"
 done
 
 echo "==== vmtest summary ($(($(date +%s) - t0))s)"
