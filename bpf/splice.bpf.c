@@ -50,6 +50,11 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* Knobs, set by userspace before load. */
 const volatile __u64 session_bound = REVSOCK_DEFAULT_SESSION_BOUND;
+const volatile __u64 global_bound = REVSOCK_DEFAULT_GLOBAL_BOUND;
+
+/* Sum of every slot's held_est (an upper bound of the psock backlogs of all
+ * sessions); userspace subtracts a slot's share when it detaches it. */
+__u64 held_total = 0;
 
 extern void *bpf_cast_to_kern_ctx(void *obj) __ksym;
 
@@ -175,6 +180,17 @@ static __always_inline int pass_frame(struct revsock_tunnel_state *ts,
 	return SK_PASS;
 }
 
+/* The sum over every session would pass global_bound.  A sum gone "negative"
+ * (a count raced by a forced detach, given back twice) must not pause every
+ * session forever: the global bound then stands aside until userspace resets
+ * the sum (it does whenever no slot is attached); per-session bounds still hold. */
+static __always_inline bool over_global(__u32 dl)
+{
+	__u64 t = READ_ONCE(held_total);
+
+	return (__s64)t >= 0 && t + dl > global_bound;
+}
+
 static __always_inline int decide(struct revsock_tunnel_state *ts, struct revsock_counters *c)
 {
 	struct revsock_session_key key = { .tunnel_id = ts->tunnel_id, .sid = ts->m_sid };
@@ -230,6 +246,11 @@ static __always_inline int decide(struct revsock_tunnel_state *ts, struct revsoc
 		 * behind it, counted from here. */
 		s->base = acked + outq - s->redir_bytes;
 		s->written_seen = acked + outq;
+		/* drained since the last switch: what this slot counted is gone */
+		if (s->held_est) {
+			__sync_fetch_and_sub(&held_total, s->held_est);
+			s->held_est = 0;
+		}
 		if (__sync_val_compare_and_swap(&s->mode, REVSOCK_SLOT_ARMED, REVSOCK_SLOT_REDIRECT) !=
 		    REVSOCK_SLOT_ARMED)
 			return pass_frame(ts, c, key.sid); /* userspace stopped it */
@@ -245,10 +266,17 @@ static __always_inline int decide(struct revsock_tunnel_state *ts, struct revsoc
 	 * TCP has not taken into its send queue yet = base + redir_bytes -
 	 * written.  The send queue itself is bounded by the socket's sndbuf,
 	 * as with userspace writes; the backlog has no bound but this one. */
-	if (s->base + s->redir_bytes + dl - s->written_seen > session_bound) {
-		if (!target_tcp(slot, &acked, &outq))
+	if (s->held_est + dl > session_bound || over_global(dl)) {
+		if (!target_tcp(slot, &acked, &outq) && acked + outq > s->written_seen) {
+			__u64 moved = acked + outq - s->written_seen;
+
+			if (moved > s->held_est)
+				moved = s->held_est;
 			s->written_seen = acked + outq;
-		if (s->base + s->redir_bytes + dl - s->written_seen > session_bound) {
+			s->held_est -= moved;
+			__sync_fetch_and_sub(&held_total, moved);
+		}
+		if (s->held_est + dl > session_bound || over_global(dl)) {
 			if (__sync_val_compare_and_swap(&s->mode, REVSOCK_SLOT_REDIRECT,
 							REVSOCK_SLOT_PAUSED) == REVSOCK_SLOT_REDIRECT) {
 				s->pauses++;
@@ -450,6 +478,8 @@ int revsock_verdict(struct __sk_buff *skb)
 		if (ret == SK_PASS) {
 			s->redir_bytes += ts->m_len;
 			s->redir_frames++;
+			s->held_est += ts->m_len;
+			__sync_fetch_and_add(&held_total, ts->m_len);
 		}
 		__sync_fetch_and_sub(&s->busy, 1);
 	}

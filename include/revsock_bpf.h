@@ -39,6 +39,7 @@
 #define REVSOCK_DEFAULT_MAX_TUNNELS 256
 #define REVSOCK_DEFAULT_MAX_SESSIONS 4096
 #define REVSOCK_DEFAULT_SESSION_BOUND (4ull << 20) /* psock backlog: redirected, not yet in the send queue */
+#define REVSOCK_DEFAULT_GLOBAL_BOUND (256ull << 20) /* the same, summed over every session */
 
 /* Buckets of session ids remembering the last passed frame (power of 2). */
 #define REVSOCK_PASS_BUCKETS 256
@@ -92,6 +93,8 @@ struct revsock_slot {
 			    * queue) is base + redir_bytes - written, bounded by
 			    * session_bound. */
 	__u64 written_seen;/* bpf: target bytes written at the last bound check */
+	__u64 held_est;    /* bpf (user at detach): base + redir_bytes - written_seen, this
+			    * slot's share of the global held_total (>= its real backlog) */
 	__u64 switches;    /* bpf: ARMED -> REDIRECT transitions */
 	__u64 arm_waits;   /* bpf: frames passed while ARMED (userspace behind) */
 };

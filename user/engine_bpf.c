@@ -524,6 +524,10 @@ int bpf_engine_open(const struct bpf_engine_opts *opts, struct bpf_engine **out,
 	*out = NULL;
 	if (!o.session_bound)
 		o.session_bound = REVSOCK_DEFAULT_SESSION_BOUND;
+	if (!o.global_bound)
+		o.global_bound = REVSOCK_DEFAULT_GLOBAL_BOUND;
+	if (o.global_bound < o.session_bound)
+		o.global_bound = o.session_bound;
 	if (!o.max_tunnels)
 		o.max_tunnels = REVSOCK_DEFAULT_MAX_TUNNELS;
 	if (!o.max_sessions)
@@ -560,6 +564,7 @@ int bpf_engine_open(const struct bpf_engine_opts *opts, struct bpf_engine **out,
 		goto fail;
 	}
 	e->skel->rodata->session_bound = o.session_bound;
+	e->skel->rodata->global_bound = o.global_bound;
 	bpf_map__set_max_entries(e->skel->maps.tunnels, o.max_tunnels);
 	bpf_map__set_max_entries(e->skel->maps.tunnel_state, o.max_tunnels);
 	bpf_map__set_max_entries(e->skel->maps.mailboxes, o.max_tunnels);
@@ -1105,6 +1110,35 @@ int bpf_engine_session_wait_drained(const struct bpf_engine *e, uint32_t slot, i
 	}
 }
 
+void bpf_engine_session_release_held(struct bpf_engine *e, uint32_t slot)
+{
+	struct revsock_slot *s = slot_get(e, slot);
+	uint64_t h;
+
+	if (!s)
+		return;
+	/* The program writes held_est only in REDIRECT (and at the ARMED ->
+	 * REDIRECT switch, which only follows userspace's arm): in these modes
+	 * it cannot race us. */
+	switch (load_u32(&s->mode)) {
+	case REVSOCK_SLOT_PASS:
+	case REVSOCK_SLOT_PAUSED:
+	case REVSOCK_SLOT_ENDED:
+	case REVSOCK_SLOT_FREE:
+		break;
+	default:
+		return;
+	}
+	h = __atomic_exchange_n(&s->held_est, 0, __ATOMIC_SEQ_CST);
+	if (h)
+		__atomic_fetch_sub(&e->skel->bss->held_total, h, __ATOMIC_SEQ_CST);
+}
+
+uint64_t bpf_engine_held_total(const struct bpf_engine *e)
+{
+	return __atomic_load_n(&e->skel->bss->held_total, __ATOMIC_SEQ_CST);
+}
+
 int bpf_engine_session_detach(struct bpf_engine *e, uint32_t slot, bool force)
 {
 	struct revsock_slot *s = slot_get(e, slot);
@@ -1126,8 +1160,13 @@ int bpf_engine_session_detach(struct bpf_engine *e, uint32_t slot, bool force)
 	/* The verdict ignores a slot whose tunnel/sid do not match its key. */
 	__atomic_store_n(&s->tunnel_id, 0, __ATOMIC_SEQ_CST);
 	__atomic_store_n(&s->mode, REVSOCK_SLOT_FREE, __ATOMIC_SEQ_CST);
+	bpf_engine_session_release_held(e, slot);
 	e->slot_fd[slot] = -1;
 	e->free_slots[e->nfree++] = slot;
+	/* No slot attached: no redirect can be counted (a forced detach may have
+	 * raced one frame's count in): start the sum afresh. */
+	if (e->nfree == e->max_slots)
+		__atomic_store_n(&e->skel->bss->held_total, 0, __ATOMIC_SEQ_CST);
 	return 0;
 }
 

@@ -66,6 +66,7 @@ struct bpf_engine_opts {
 	const char *instance;   /* pin directory name; NULL or "" = do not pin */
 	const char *pin_root;   /* NULL = BPF_ENGINE_PIN_ROOT */
 	uint64_t session_bound; /* 0 = REVSOCK_DEFAULT_SESSION_BOUND (4 MiB) */
+	uint64_t global_bound;  /* 0 = REVSOCK_DEFAULT_GLOBAL_BOUND (256 MiB); at least session_bound */
 	uint32_t max_tunnels;   /* 0 = REVSOCK_DEFAULT_MAX_TUNNELS */
 	uint32_t max_sessions;  /* 0 = REVSOCK_DEFAULT_MAX_SESSIONS (slots) */
 };
@@ -153,6 +154,17 @@ int bpf_engine_session_info(const struct bpf_engine *e, uint32_t slot, struct re
 /* The slot's psock backlog right now: bytes redirected that the target's TCP has not
  * taken into its send queue (base + redirected - written), or -errno. */
 int64_t bpf_engine_session_held(const struct bpf_engine *e, uint32_t slot);
+
+/*
+ * Global bound: the program keeps held_total, an upper bound of the psock
+ * backlogs of every session (each slot's share is held_est); a session whose
+ * next payload would take it over global_bound pauses like one over its own
+ * bound.  A drained slot's share is stale: give it back when the slot is known
+ * drained (the program itself does at the next switch; detach does too).
+ * Only while the slot is not in REDIRECT and nothing is in flight (drained).
+ */
+void bpf_engine_session_release_held(struct bpf_engine *e, uint32_t slot);
+uint64_t bpf_engine_held_total(const struct bpf_engine *e);
 
 /* Sum of the per-CPU counters. */
 int bpf_engine_counters(const struct bpf_engine *e, struct revsock_counters *sum);

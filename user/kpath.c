@@ -42,6 +42,8 @@ int kpath_open(struct proxy *px, char *why, size_t cap)
 	struct bpf_engine_opts o = {
 		.instance = cfg->revsock.instance[0] ? cfg->revsock.instance : default_instance(cfg),
 		.session_bound = cfg->revsock.session_buffer_bytes,
+		/* the global bound defaults to 64 sessions' worth (256 MiB at the default) */
+		.global_bound = 64 * (uint64_t)cfg->revsock.session_buffer_bytes,
 	};
 	int ret = bpf_engine_open(&o, &px->engine, why, cap);
 
@@ -436,6 +438,7 @@ static void kdrain_poll(struct loop *l, void *ctx)
 	ret = bpf_engine_session_drained(px->engine, s->kslot);
 	if (ret == 1) {
 		s->kwait = false;
+		bpf_engine_session_release_held(px->engine, s->kslot); /* its share of the global bound */
 		ktrace(s, "drained");
 		/* End, or the tunnel leaves the kernel path: the kernel is done with the socket */
 		if (s->close_after_flush || s->t->kdemote)

@@ -174,6 +174,7 @@ struct scenario {
 	int empty_every;         /* a Keep with dataLen 0 every N frames */
 	int mid;                 /* POL_MID: Keep frames handled before attach */
 	uint64_t bound;          /* 0 = default */
+	uint64_t global_bound;   /* 0 = default */
 	bool bench;
 	bool plain_tunnel; /* the tunnel is not given to the engine (userspace reference) */
 	uint32_t reader_chunk;    /* read at most this much at a time (0 = 256 KiB) */
@@ -223,6 +224,8 @@ struct run {
 	char rerr[400], werr[100];
 	volatile int sampling;
 	int64_t held_max;
+	int64_t held_sum_max;   /* the slow sessions' backlogs added up, at one sample */
+	int64_t held_total_max; /* the program's global sum (an upper bound of the real one) */
 };
 
 static uint64_t rnd(uint64_t *s)
@@ -432,6 +435,8 @@ static void *sampler(void *arg)
 			if (b > r->backlog_max)
 				r->backlog_max = b;
 		}
+		int64_t sum = 0, tot;
+
 		for (int i = 0; i < r->sc->nsess; i++) {
 			struct sess *s = &r->ss[i];
 
@@ -440,7 +445,16 @@ static void *sampler(void *arg)
 
 				if (h > r->held_max)
 					r->held_max = h;
+				if (h > 0)
+					sum += h;
 			}
+		}
+		if (sum > r->held_sum_max)
+			r->held_sum_max = sum;
+		if (!r->sc->plain_tunnel) {
+			tot = (int64_t)bpf_engine_held_total(r->e);
+			if (tot > r->held_total_max)
+				r->held_total_max = tot;
 		}
 		usleep(500);
 	}
@@ -799,7 +813,7 @@ static void watchdog(int sig)
 
 static void run_scenario(const struct scenario *sc, uint64_t seed)
 {
-	struct bpf_engine_opts o = { .session_bound = sc->bound };
+	struct bpf_engine_opts o = { .session_bound = sc->bound, .global_bound = sc->global_bound };
 	struct revsock_counters c0, c1;
 	struct run *r = calloc(1, sizeof(*r));
 	pthread_t wt, st;
@@ -953,6 +967,15 @@ static void run_scenario(const struct scenario *sc, uint64_t seed)
 		fail_msg("%s: a session held %lld bytes in the kernel (bound %llu)", sc->name,
 			 (long long)r->held_max,
 			 (unsigned long long)(sc->bound ? sc->bound : REVSOCK_DEFAULT_SESSION_BOUND));
+	if (sc->global_bound && (r->held_sum_max > (int64_t)(sc->global_bound + 65536) ||
+				 r->held_total_max > (int64_t)(sc->global_bound + 65536)))
+		fail_msg("%s: the sessions held %lld bytes in the kernel together (program's sum %lld; "
+			 "global bound %llu)", sc->name, (long long)r->held_sum_max, (long long)r->held_total_max,
+			 (unsigned long long)sc->global_bound);
+	if (sc->global_bound)
+		print_message("%s: together at most %lld bytes held (program's sum at most %lld), global bound %llu\n",
+			      sc->name, (long long)r->held_sum_max, (long long)r->held_total_max,
+			      (unsigned long long)sc->global_bound);
 	for (int i = 0; i < sc->nsess; i++) {
 		if (r->ss[i].cfg->slow && (c1.pauses == c0.pauses))
 			fail_msg("%s: slow target never paused the session", sc->name);
@@ -1025,9 +1048,17 @@ static void test_bpf_slow_target_stays_under_bound(void **state)
 		.s = { { POL_MID, 6 * MB, true }, { POL_PORTAL, 2 * MB } },
 	};
 
+	static const struct scenario sc_global = {
+		.name = "slow-targets-global-1MiB", .nsess = 4, .minlen = 1, .maxlen = 65535,
+		.ctl_every = 9, .mid = 3, .bound = 512 * 1024, .global_bound = 1 * MB,
+		.s = { { POL_PORTAL, 4 * MB, true }, { POL_PORTAL, 4 * MB, true }, { POL_PORTAL, 4 * MB, true },
+		       { POL_PORTAL, 2 * MB } },
+	};
+
 	NEED_BPF();
 	run_scenario(&sc, 77);
 	run_scenario(&sc_small, 78);
+	run_scenario(&sc_global, 79);
 }
 
 /* What used to crash the kernel (BUG in tcp_collapse, docs/bpf.md): a reader

@@ -27,7 +27,7 @@ for k in "$@"; do
 	log=$logs/$name.log
 	echo "==== vmtest: kernel $k (timeout ${timeout_s}s)"
 	start=$(date +%s)
-	tests/vm/run.sh -k "$k" -t "$timeout_s" -e VM_SUITE tests/vm/guest-suite.sh 2>&1 | tee "$log"
+	tests/vm/run.sh -k "$k" -t "$timeout_s" -e VM_SUITE -e VM_SOCKMAP_SUITE tests/vm/guest-suite.sh 2>&1 | tee "$log"
 	rc=${PIPESTATUS[0]}
 	secs=$(($(date +%s) - start))
 
@@ -71,7 +71,7 @@ for k in "$@"; do
 		"  smoke:          ${smoke:-?}"
 		"  bpf engine:     ${bpfeng:-?}"
 		"  integration:    ${counts#integration: } (datapath auto)"
-		"  integration:    ${ksuite:-(no result line)} (datapath sockmap)")
+		"  integration:    ${ksuite:-(not run: VM_SOCKMAP_SUITE=1 runs it)} (datapath sockmap)")
 	[ -n "$counts" ] || summary[${#summary[@]} - 2]="  integration:    (no result line) (datapath auto)"
 done
 
