@@ -185,10 +185,16 @@ struct scenario {
 				   * with small skbs while strparser waits for a whole frame,
 				   * so TCP prunes and collapses it) */
 	bool netstat;             /* report the TCP prune/collapse counters */
+	int slow_sockbuf;         /* SO_SNDBUF/SO_RCVBUF of slow targets' sockets (0 = default):
+				   * small buffers make the psock backlog, not the sockets,
+				   * take what the reader has not read */
+	int slow_start_ms;        /* slow targets' readers start this late: their backlogs
+				   * reach the bounds at any machine speed (TCG VMs too) */
 };
 
 struct sess {
 	const struct sess_cfg *cfg;
+	int slow_start_ms;
 	uint32_t sid;
 	/* writer */
 	uint64_t w_off;
@@ -382,6 +388,8 @@ static void *checker(void *arg)
 	size_t cap = 256 * 1024;
 	uint8_t *buf = malloc(cap);
 
+	if (s->cfg->slow && s->slow_start_ms)
+		usleep((useconds_t)s->slow_start_ms * 1000);
 	for (;;) {
 		ssize_t n = read(s->dst, buf, s->cfg->slow ? 65536 : cap);
 
@@ -846,11 +854,18 @@ static void run_scenario(const struct scenario *sc, uint64_t seed)
 		struct sess *s = &r->ss[i];
 
 		s->cfg = &sc->s[i];
+		s->slow_start_ms = sc->slow_start_ms;
 		s->sid = 2 + (uint32_t)i * 37; /* spread over buckets, one collision-free set */
 		s->src = s->dst = -1;
 		payload += s->cfg->bytes;
 		if (uses_target(s)) {
 			tcp_pair(&s->src, &s->dst);
+			if (s->cfg->slow && sc->slow_sockbuf) {
+				SYS(setsockopt(s->src, SOL_SOCKET, SO_SNDBUF, &sc->slow_sockbuf,
+					       sizeof(sc->slow_sockbuf)));
+				SYS(setsockopt(s->dst, SOL_SOCKET, SO_RCVBUF, &sc->slow_sockbuf,
+					       sizeof(sc->slow_sockbuf)));
+			}
 			assert_int_equal(pthread_create(&s->checker, NULL, checker, s), 0);
 		}
 		if (s->cfg->pol == POL_PORTAL)
@@ -1051,6 +1066,7 @@ static void test_bpf_slow_target_stays_under_bound(void **state)
 	static const struct scenario sc_global = {
 		.name = "slow-targets-global-1MiB", .nsess = 4, .minlen = 1, .maxlen = 65535,
 		.ctl_every = 9, .mid = 3, .bound = 512 * 1024, .global_bound = 1 * MB,
+		.slow_sockbuf = 64 * 1024, .slow_start_ms = 500,
 		.s = { { POL_PORTAL, 4 * MB, true }, { POL_PORTAL, 4 * MB, true }, { POL_PORTAL, 4 * MB, true },
 		       { POL_PORTAL, 2 * MB } },
 	};
