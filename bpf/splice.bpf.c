@@ -191,6 +191,12 @@ static __always_inline bool over_global(__u32 dl)
 	return (__s64)t >= 0 && t + dl > global_bound;
 }
 
+/* The next payload of dl bytes would take the slot or all slots over their bound. */
+static __always_inline bool over_bounds(const struct revsock_slot *s, __u32 dl)
+{
+	return s->held_est + dl > session_bound || over_global(dl);
+}
+
 static __always_inline int decide(struct revsock_tunnel_state *ts, struct revsock_counters *c)
 {
 	struct revsock_session_key key = { .tunnel_id = ts->tunnel_id, .sid = ts->m_sid };
@@ -266,17 +272,18 @@ static __always_inline int decide(struct revsock_tunnel_state *ts, struct revsoc
 	 * TCP has not taken into its send queue yet = base + redir_bytes -
 	 * written.  The send queue itself is bounded by the socket's sndbuf,
 	 * as with userspace writes; the backlog has no bound but this one. */
-	if (s->held_est + dl > session_bound || over_global(dl)) {
+	if (over_bounds(s, dl)) {
+		/* the cached figure may be stale: what the target took since */
 		if (!target_tcp(slot, &acked, &outq) && acked + outq > s->written_seen) {
-			__u64 moved = acked + outq - s->written_seen;
+			__u64 written = acked + outq, moved = written - s->written_seen;
 
 			if (moved > s->held_est)
 				moved = s->held_est;
-			s->written_seen = acked + outq;
+			s->written_seen = written;
 			s->held_est -= moved;
 			__sync_fetch_and_sub(&held_total, moved);
 		}
-		if (s->held_est + dl > session_bound || over_global(dl)) {
+		if (over_bounds(s, dl)) {
 			if (__sync_val_compare_and_swap(&s->mode, REVSOCK_SLOT_REDIRECT,
 							REVSOCK_SLOT_PAUSED) == REVSOCK_SLOT_REDIRECT) {
 				s->pauses++;

@@ -7,7 +7,6 @@
  */
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -242,26 +241,28 @@ static void kafter_poll(struct loop *l, void *ctx)
 			return;
 		}
 	}
-	if (!t->kpath && ioctl(t->io.fd, SIOCINQ, &inq) == 0 && inq > 0) {
+	if (t->kpath || ioctl(t->io.fd, SIOCINQ, &inq) < 0 || inq <= 0) {
+		t->kunread_polls = 0;
+	} else {
+		const struct session *b = t->rx_blocked_by;
+
 		if (++t->kunread_polls == 1000 / KPATH_AFTER_POLL_MS)
 			log_warn("tunnel %llu: %d bytes unread for 1 s after the hand-back: paused by session %d "
 				 "(%zu bytes buffered, kwait %d), rx_more %d, rx_scheduled %d, rbuf %zu",
-				 (unsigned long long)t->id, inq, t->rx_blocked_by ? (int)t->rx_blocked_by->id : -1,
-				 t->rx_blocked_by ? t->rx_blocked_by->to_local.bytes : 0,
-				 t->rx_blocked_by ? (int)t->rx_blocked_by->kwait : 0, (int)t->rx_more,
-				 (int)t->rx_scheduled, t->rbuf ? t->rbuf_len - t->rbuf_off : 0);
-	} else {
-		t->kunread_polls = 0;
-	}
-	if (!t->kpath && !t->rx_blocked_by && inq > 0) {
-		if (!t->klost_wakeup) {
-			t->klost_wakeup = true;
-			log_warn("tunnel %llu: %d bytes waiting without a wakeup after the hand-back: polling the "
-				 "socket every %d ms from now on", (unsigned long long)t->id, inq, KPATH_AFTER_POLL_MS);
+				 (unsigned long long)t->id, inq, b ? (int)b->id : -1, b ? b->to_local.bytes : 0,
+				 b ? (int)b->kwait : 0, (int)t->rx_more, (int)t->rx_scheduled,
+				 t->rbuf ? t->rbuf_len - t->rbuf_off : 0);
+		if (!b) {
+			if (!t->klost_wakeup) {
+				t->klost_wakeup = true;
+				log_warn("tunnel %llu: %d bytes waiting without a wakeup after the hand-back: polling "
+					 "the socket every %d ms from now on", (unsigned long long)t->id, inq,
+					 KPATH_AFTER_POLL_MS);
+			}
+			tunnel_rx_ready(t);
+			if (t->closed)
+				return;
 		}
-		tunnel_rx_ready(t);
-		if (t->closed)
-			return;
 	}
 	loop_timer_arm(l, &t->kdemote_timer, KPATH_AFTER_POLL_MS, kafter_poll, t);
 }

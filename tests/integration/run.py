@@ -12,6 +12,7 @@ v2ray-v2ray), REVSOCK_TEST_KEEP=1 keeps every temp dir (failed tests always keep
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -39,7 +40,6 @@ def _alarm(signum, frame):
 def kernel_engine_missing(opts):
     """The probe's reason when this kernel cannot run the kernel engine, else None
     (`revsock probe` loads the programs, as `run --datapath sockmap` would)."""
-    import subprocess
     try:
         out = subprocess.run([opts.revsock, "probe"], stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, timeout=30).stdout.decode(errors="replace")
