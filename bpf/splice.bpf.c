@@ -487,6 +487,8 @@ int revsock_verdict(struct __sk_buff *skb)
 			s->redir_frames++;
 			s->held_est += ts->m_len;
 			__sync_fetch_and_add(&held_total, ts->m_len);
+		} else {
+			s->drop_bytes += ts->m_len;
 		}
 		__sync_fetch_and_sub(&s->busy, 1);
 	}

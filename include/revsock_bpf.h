@@ -97,6 +97,8 @@ struct revsock_slot {
 			    * slot's share of the global held_total (>= its real backlog) */
 	__u64 switches;    /* bpf: ARMED -> REDIRECT transitions */
 	__u64 arm_waits;   /* bpf: frames passed while ARMED (userspace behind) */
+	__u64 drop_bytes;  /* bpf: payload bytes whose redirect failed (target gone):
+			    * lost, so userspace ends the session with an error */
 };
 
 /* Key of the "sessions" hash: (tunnel, Mux.Cool session id) -> slot index. */

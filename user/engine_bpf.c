@@ -920,6 +920,40 @@ int64_t bpf_engine_tunnel_mailbox_bytes(const struct bpf_engine *e, uint32_t tun
 	return (int64_t)ts.mailbox_bytes;
 }
 
+int bpf_engine_tunnel_progress(const struct bpf_engine *e, uint32_t tunnel_id,
+			       struct bpf_engine_tunnel_progress *p)
+{
+	const struct eng_tunnel *t = tunnel_find(e, tunnel_id);
+	struct revsock_tunnel_state ts;
+	uint64_t rcvd;
+	int ret, fin = 0;
+
+	if (!t)
+		return -ENOENT;
+	/* received first, then the verdict's counts: parsed <= received */
+	ret = tcp_received(t->fd, &rcvd, NULL, &fin);
+	if (ret)
+		return ret;
+	if (bpf_map_lookup_elem(bpf_map__fd(e->skel->maps.tunnel_state), &t->cookie, &ts))
+		return -errno;
+	p->received = rcvd - t->rcvd0;
+	p->parsed = ts.in_bytes;
+	p->mailbox = ts.mailbox_bytes;
+	p->fin = fin == 1;
+	p->error = ts.error;
+	return 0;
+}
+
+int bpf_engine_tunnel_kick(const struct bpf_engine *e, uint32_t tunnel_id)
+{
+	const struct eng_tunnel *t = tunnel_find(e, tunnel_id);
+
+	if (!t)
+		return -ENOENT;
+	kick_data_ready(t->fd);
+	return 0;
+}
+
 int bpf_engine_tunnel_drained(const struct bpf_engine *e, uint32_t tunnel_id, uint64_t mailbox_read)
 {
 	const struct eng_tunnel *t = tunnel_find(e, tunnel_id);
@@ -1197,6 +1231,24 @@ int64_t bpf_engine_session_held(const struct bpf_engine *e, uint32_t slot)
 	if (ret)
 		return ret;
 	return written >= base + redir ? 0 : (int64_t)(base + redir - written);
+}
+
+int bpf_engine_session_backlog(const struct bpf_engine *e, uint32_t slot, int64_t *held, uint32_t *outq)
+{
+	const struct revsock_slot *s = slot_get(e, slot);
+	uint64_t written, acked, redir, base;
+	int ret;
+
+	if (!s)
+		return -ENOENT;
+	redir = load_u64(&s->redir_bytes);
+	base = load_u64(&s->base);
+	ret = target_written(e->slot_fd[slot], &written, &acked);
+	if (ret)
+		return ret;
+	*outq = (uint32_t)(written - acked);
+	*held = !redir || written >= base + redir ? 0 : (int64_t)(base + redir - written);
+	return 0;
 }
 
 int bpf_engine_counters(const struct bpf_engine *e, struct revsock_counters *sum)

@@ -105,6 +105,25 @@ int bpf_engine_tunnel_remove(struct bpf_engine *e, uint32_t tunnel_id);
 int bpf_engine_tunnel_drained(const struct bpf_engine *e, uint32_t tunnel_id, uint64_t mailbox_read);
 /* Bytes the kernel has put into the tunnel's mailbox so far (monotonic); -errno. */
 int64_t bpf_engine_tunnel_mailbox_bytes(const struct bpf_engine *e, uint32_t tunnel_id);
+/*
+ * Watchdog view of a tunnel on the kernel path (kpath.c checks that bytes keep
+ * moving): TCP payload received since the add, how much of it the verdict has
+ * handled, what it put into the mailbox, the peer's FIN (1) and the tunnel's
+ * error (enum revsock_tunnel_error).  received - parsed is what waits in the
+ * socket or in an incomplete frame.
+ */
+struct bpf_engine_tunnel_progress {
+	uint64_t received;
+	uint64_t parsed;
+	uint64_t mailbox;
+	int fin;
+	uint32_t error;
+};
+int bpf_engine_tunnel_progress(const struct bpf_engine *e, uint32_t tunnel_id,
+			       struct bpf_engine_tunnel_progress *p);
+/* Run the tunnel socket's sk_data_ready (the stream parser) now, as if data had
+ * just arrived: for a parser that sits on received bytes (watchdog). */
+int bpf_engine_tunnel_kick(const struct bpf_engine *e, uint32_t tunnel_id);
 /* Leaving the kernel path for good (a tunnel that needs TCP backpressure: the pass path
  * has none, docs/bpf.md).  Stop every session of the tunnel first.  begin: the parser
  * goes raw at the next frame boundary (every later byte goes whole to the mailbox).
@@ -154,6 +173,9 @@ int bpf_engine_session_info(const struct bpf_engine *e, uint32_t slot, struct re
 /* The slot's psock backlog right now: bytes redirected that the target's TCP has not
  * taken into its send queue (base + redirected - written), or -errno. */
 int64_t bpf_engine_session_held(const struct bpf_engine *e, uint32_t slot);
+/* The same, with the target's send queue (SIOCOUTQ): bytes held while the send
+ * queue is empty are bytes the kernel is not sending (watchdog).  0 or -errno. */
+int bpf_engine_session_backlog(const struct bpf_engine *e, uint32_t slot, int64_t *held, uint32_t *outq);
 
 /*
  * Global bound: the program keeps held_total, an upper bound of the psock

@@ -17,6 +17,7 @@
 #include <uthash.h>
 
 #include "config.h"
+#include "kwatch.h"
 #include "loop.h"
 #include "mux.h"
 
@@ -108,6 +109,7 @@ struct session {
 	struct loop_timer kdrain; /* polls "drained" while kwait */
 	uint64_t kwait_deadline;
 	int64_t kheld_last;
+	struct kwatch_session kwatch; /* bytes held in the kernel must move (kwatch.h) */
 };
 
 struct tunnel {
@@ -181,6 +183,10 @@ struct tunnel {
 	uint64_t kafter_until;       /* after the hand-back: watch the mailbox until then */
 	bool klost_wakeup;           /* the socket held bytes epoll did not report (logged once) */
 	unsigned kunread_polls;      /* consecutive polls that found the socket's bytes still unread */
+	/* watchdog on the kernel path: the parser and the mailbox must keep moving (kwatch.h) */
+	struct loop_timer kwatch;
+	struct kwatch_parser kw_parser;
+	struct kwatch_mailbox kw_mbox;
 };
 
 /* A portal-side UDP dokodemo-door socket: one session per client address. */

@@ -1300,6 +1300,99 @@ static void test_bpf_bytes_queued_before_add_are_parsed(void **state)
 	close(tw), close(tr);
 }
 
+/* A target that leaves the sockmap (closed) while its session redirects: the
+ * payloads that follow are lost, and the slot says how many bytes (userspace
+ * ends the session with an error on it). */
+static void test_bpf_redirect_to_closed_target_counts_drop(void **state)
+{
+	struct revsock_slot info;
+	struct bpf_engine *e;
+	char why[256];
+	uint8_t h[32], in[16];
+	int tw, tr, a, b, mbox;
+	uint32_t tun, slot;
+	size_t n;
+
+	NEED_BPF();
+	OK(bpf_engine_open(NULL, &e, why, sizeof(why)));
+	tcp_pair(&tw, &tr);
+	tcp_pair(&a, &b);
+	OK(bpf_engine_tunnel_add(e, tr, &tun, &mbox));
+	OK(bpf_engine_session_attach(e, tun, 5, a, 0, &slot));
+	n = hdr(h, 5, REVSOCK_MUX_KEEP, true, 10);
+	memcpy(h + n, "0123456789", 10);
+	write_all(tw, h, n + 10);
+	for (int i = 0; i < 2000 && recv(b, in, sizeof(in), MSG_DONTWAIT) <= 0; i++)
+		usleep(1000);
+	assert_int_equal(bpf_engine_session_mode(e, slot), REVSOCK_SLOT_REDIRECT);
+	OK(bpf_engine_session_info(e, slot, &info));
+	assert_int_equal(info.redir_bytes, 10);
+	assert_int_equal(info.drop_bytes, 0);
+	close(a); /* leaves the sockmap */
+	n = hdr(h, 5, REVSOCK_MUX_KEEP, true, 7);
+	memcpy(h + n, "abcdefg", 7);
+	write_all(tw, h, n + 7);
+	for (int i = 0; i < 2000; i++) {
+		OK(bpf_engine_session_info(e, slot, &info));
+		if (info.drop_bytes)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(info.drop_bytes, 7);
+	assert_int_equal(info.redir_bytes, 10);
+	OK(bpf_engine_session_detach(e, slot, true));
+	bpf_engine_close(e);
+	close(tw), close(tr), close(b);
+}
+
+/* The watchdog's view (bpf_engine_tunnel_progress): an incomplete frame shows
+ * as received bytes the verdict has not handled, and they count as parsed
+ * once the rest arrives; a kick changes nothing when nothing waits. */
+static void test_bpf_tunnel_progress_counts(void **state)
+{
+	struct bpf_engine *e;
+	struct bpf_engine_tunnel_progress p;
+	char why[256];
+	uint8_t out[64], in[64];
+	int tw, tr, mbox;
+	uint32_t tun;
+	size_t n = 0, first;
+
+	NEED_BPF();
+	OK(bpf_engine_open(NULL, &e, why, sizeof(why)));
+	tcp_pair(&tw, &tr);
+	OK(bpf_engine_tunnel_add(e, tr, &tun, &mbox));
+	n += hdr(out, 5, REVSOCK_MUX_KEEP, true, 5);
+	memcpy(out + n, "whole", 5), n += 5;
+	first = n;
+	n += hdr(out + n, 6, REVSOCK_MUX_KEEP, true, 4);
+	memcpy(out + n, "rest", 4), n += 4;
+	write_all(tw, out, first + 3); /* a whole frame and 3 bytes of the next header */
+	assert_int_equal(mailbox_read_for(mbox, in, first, 2), first);
+	for (int i = 0; i < 1000; i++) { /* the counts are updated before the bytes reach the mailbox */
+		OK(bpf_engine_tunnel_progress(e, tun, &p));
+		if (p.received == first + 3)
+			break;
+		usleep(1000);
+	}
+	assert_int_equal(p.received, first + 3);
+	assert_int_equal(p.parsed, first);
+	assert_int_equal(p.mailbox, first);
+	assert_int_equal(p.fin, 0);
+	assert_int_equal(p.error, 0);
+	write_all(tw, out + first + 3, n - first - 3);
+	assert_int_equal(mailbox_read_for(mbox, in + first, n - first, 2), n - first);
+	assert_memory_equal(in, out, n);
+	OK(bpf_engine_tunnel_kick(e, tun));
+	OK(bpf_engine_tunnel_progress(e, tun, &p));
+	assert_int_equal(p.received, n);
+	assert_int_equal(p.parsed, n);
+	assert_int_equal(p.mailbox, n);
+	assert_int_equal(bpf_engine_tunnel_kick(e, tun + 1000), -ENOENT);
+	bpf_engine_close(e);
+	close(tw), close(tr);
+}
+
 /* EOF: the peer writes passed and redirected frames and closes; userspace
  * reads the mailbox until tunnel_drained says 1, and by then has every passed
  * byte, byte-exact, while the target has every redirected one.  A frame cut
@@ -1607,6 +1700,8 @@ int main(void)
 		cmocka_unit_test(test_bpf_attach_rejects_bad_sessions),
 		cmocka_unit_test(test_bpf_malformed_stream_is_passed_raw),
 		cmocka_unit_test(test_bpf_bytes_queued_before_add_are_parsed),
+		cmocka_unit_test(test_bpf_tunnel_progress_counts),
+		cmocka_unit_test(test_bpf_redirect_to_closed_target_counts_drop),
 		cmocka_unit_test(test_bpf_tunnel_drained_after_peer_close),
 		cmocka_unit_test(test_bpf_tunnel_release),
 		cmocka_unit_test(test_bpf_pins_reclaimed_and_removed),

@@ -724,6 +724,11 @@ class Options:
         self.noskip = os.environ.get("REVSOCK_TEST_NOSKIP") == "1"
 
 
+# The kernel-path watchdog's findings (user/kpath.c kwatch_tick); see Env.watchdog_lines.
+WATCHDOG_RE = re.compile(r"moved only after a kick|in the mailbox not read for|and sends none|"
+                         r"kicks did not help")
+
+
 class Env:
     """One test's world: temp dir, services, one portal and one bridge process."""
 
@@ -896,6 +901,16 @@ class Env:
         self.wait_portal_listening(timeout)
         self.start_bridge()
         self.wait_tunnels(1, timeout)
+
+    def watchdog_lines(self):
+        """Lines where a revsock daemon's kernel-path watchdog (user/kpath.c) found
+        bytes that had stopped moving: a kernel defect or a daemon bug, never normal."""
+        out = []
+        for p in self.procs:
+            if p.name.startswith(("portal(revsock", "bridge(revsock")):
+                out += ["%s: %s" % (p.name, ln) for ln in p.log_text().splitlines()
+                        if WATCHDOG_RE.search(ln)]
+        return out
 
     def tails(self, n=15):
         out = []

@@ -113,6 +113,10 @@ def main(argv):
                     setup(env)
                 env.start()
             info = fn(env)
+            # every byte-exact test also proves the kernel path never stalled
+            fired = env.watchdog_lines()
+            if fired:
+                raise TestFailure("kernel-path watchdog fired (%d lines): %s" % (len(fired), fired[0]))
             status, msg = "PASS", info or ""
             failed = False
         except TestSkip as e:
