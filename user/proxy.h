@@ -183,6 +183,7 @@ struct tunnel {
 	uint64_t kafter_until;       /* after the hand-back: watch the mailbox until then */
 	bool klost_wakeup;           /* the socket held bytes epoll did not report (logged once) */
 	unsigned kunread_polls;      /* consecutive polls that found the socket's bytes still unread */
+	uint64_t kafter_rx_seen;     /* rx_bytes at the last of those polls */
 	/* watchdog on the kernel path: the parser and the mailbox must keep moving (kwatch.h) */
 	struct loop_timer kwatch;
 	struct kwatch_parser kw_parser;
