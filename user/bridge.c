@@ -159,12 +159,28 @@ void bridge_tunnel_gone(struct tunnel *t)
 
 void bridge_control_block(struct tunnel *t, const uint8_t *data, size_t len)
 {
+	struct control_msg m;
 	enum control_state state;
 
-	if (control_decode(data, len, &state) < 0) {
+	if (control_decode_msg(data, len, &m) < 0) {
 		log_warn("tunnel %llu: unparsable Control message (%zu bytes) ignored", (unsigned long long)t->id, len);
 		return;
 	}
+	/* revsock's flow control (a revsock portal): ids of sessions whose
+	 * service we should stop / start reading again */
+	for (size_t i = 0; i < m.npause; i++) {
+		struct session *s = session_find(t, m.pause[i]);
+
+		if (s)
+			session_peer_flow(s, true);
+	}
+	for (size_t i = 0; i < m.nresume; i++) {
+		struct session *s = session_find(t, m.resume[i]);
+
+		if (s)
+			session_peer_flow(s, false);
+	}
+	state = m.state;
 	if (state == CONTROL_DRAIN && !t->draining) {
 		t->draining = true;
 		log_info("tunnel %llu: portal sent DRAIN; opening a replacement", (unsigned long long)t->id);

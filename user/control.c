@@ -34,7 +34,43 @@ ssize_t control_encode(uint8_t *buf, size_t cap, enum control_state state,
 	return (ssize_t)v2ray__core__app__reverse__control__pack(&msg, buf);
 }
 
-int control_decode(const uint8_t *buf, size_t len, enum control_state *state)
+ssize_t control_encode_flow(uint8_t *buf, size_t cap, enum control_state state, const uint16_t *pause,
+			    size_t npause, const uint16_t *resume, size_t nresume)
+{
+	V2ray__Core__App__Reverse__Control msg = V2RAY__CORE__APP__REVERSE__CONTROL__INIT;
+	uint32_t p[CONTROL_FLOW_MAX], r[CONTROL_FLOW_MAX];
+	size_t size;
+
+	if (state != CONTROL_ACTIVE && state != CONTROL_DRAIN)
+		return -EINVAL;
+	if (npause > CONTROL_FLOW_MAX || nresume > CONTROL_FLOW_MAX || (!npause && !nresume))
+		return -EINVAL;
+	for (size_t i = 0; i < npause; i++)
+		p[i] = pause[i];
+	for (size_t i = 0; i < nresume; i++)
+		r[i] = resume[i];
+	msg.state = (V2ray__Core__App__Reverse__Control__State)state;
+	msg.n_flow_pause = npause;
+	msg.flow_pause = p;
+	msg.n_flow_resume = nresume;
+	msg.flow_resume = r;
+	size = v2ray__core__app__reverse__control__get_packed_size(&msg);
+	if (size > cap)
+		return -ENOSPC;
+	return (ssize_t)v2ray__core__app__reverse__control__pack(&msg, buf);
+}
+
+static size_t copy_ids(uint16_t *dst, const uint32_t *src, size_t n)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < n && k < CONTROL_FLOW_MAX; i++)
+		if (src[i] && src[i] <= UINT16_MAX)
+			dst[k++] = (uint16_t)src[i];
+	return k;
+}
+
+int control_decode_msg(const uint8_t *buf, size_t len, struct control_msg *out)
 {
 	V2ray__Core__App__Reverse__Control *msg;
 
@@ -42,7 +78,19 @@ int control_decode(const uint8_t *buf, size_t len, enum control_state *state)
 	msg = v2ray__core__app__reverse__control__unpack(NULL, len, buf);
 	if (!msg)
 		return -EBADMSG;
-	*state = (enum control_state)msg->state;
+	out->state = (enum control_state)msg->state;
+	out->npause = copy_ids(out->pause, msg->flow_pause, msg->n_flow_pause);
+	out->nresume = copy_ids(out->resume, msg->flow_resume, msg->n_flow_resume);
 	v2ray__core__app__reverse__control__free_unpacked(msg, NULL);
 	return 0;
+}
+
+int control_decode(const uint8_t *buf, size_t len, enum control_state *state)
+{
+	struct control_msg m;
+	int ret = control_decode_msg(buf, len, &m);
+
+	if (!ret)
+		*state = m.state;
+	return ret;
 }

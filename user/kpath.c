@@ -580,6 +580,7 @@ static void kdrain_poll(struct loop *l, void *ctx)
 	held = bpf_engine_session_held(px->engine, s->kslot);
 	if (held != s->kheld_last) { /* progress: the consumer reads */
 		s->kheld_last = held;
+		session_note_progress(s);
 		s->kwait_deadline = loop_now(l) + px->cfg->revsock.session_stall_timeout_s * 1000ULL;
 	} else if (loop_now(l) >= s->kwait_deadline) {
 		log_warn("tunnel %llu session %u: no progress for %us with %lld bytes in the kernel: ended with "

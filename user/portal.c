@@ -63,6 +63,23 @@ static int send_control(struct tunnel *t, enum control_state state, bool as_new)
 	return tunnel_send_frame(t, &f, msg, (size_t)n);
 }
 
+int portal_send_flow(struct tunnel *t, uint16_t sid, bool pause)
+{
+	uint8_t msg[16];
+	struct mux_frame f = { .session_id = MUX_CONTROL_SESSION_ID, .status = MUX_KEEP };
+	ssize_t n;
+
+	/* After DRAIN the control session is closed (and a flow message would
+	 * read as ACTIVE to a V2Ray bridge, which keeps only the last state). */
+	if (!t->control_open || t->draining)
+		return -ENOTCONN;
+	n = control_encode_flow(msg, sizeof(msg), CONTROL_ACTIVE, pause ? &sid : NULL, pause ? 1 : 0,
+				pause ? NULL : &sid, pause ? 0 : 1);
+	if (n < 0)
+		return (int)n;
+	return tunnel_send_frame(t, &f, msg, (size_t)n);
+}
+
 void portal_tunnel_start(struct tunnel *t)
 {
 	/* The control session is always the first id: 1. */
@@ -89,6 +106,7 @@ static void heartbeat_fired(struct loop *l, void *ctx)
 		break;
 	case HEARTBEAT_DRAIN:
 		log_info("tunnel %llu draining after %u sessions", (unsigned long long)t->id, t->total_sessions);
+		tunnel_flow_resume_all(t); /* the control session closes: no resume could follow */
 		t->draining = true;
 		if (send_control(t, CONTROL_DRAIN, false) == 0) {
 			struct mux_frame end = { .session_id = MUX_CONTROL_SESSION_ID, .status = MUX_END };

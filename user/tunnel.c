@@ -45,6 +45,8 @@ static void tunnel_tx(struct tunnel *t);
 static void session_pump_up(struct session *s);
 static void session_flush_local(struct session *s);
 static void session_destroy(struct session *s);
+static void waitq_push(struct tunnel *t, struct session *s);
+static void bridge_lift_pauses(struct tunnel *t);
 
 /* A non-blocking connect: -1 still in progress, 0 connected, else its errno. */
 static int connect_result(int fd, uint32_t events)
@@ -339,24 +341,108 @@ static void session_stall_fired(struct loop *l, void *ctx)
 	session_abort(s);
 }
 
+static void session_stall_arm(struct session *s)
+{
+	loop_timer_arm(s->t->px->loop, &s->stall, s->t->px->cfg->revsock.session_stall_timeout_s * 1000ULL,
+		       session_stall_fired, s);
+}
+
+void session_note_progress(struct session *s)
+{
+	if (!s->dead && (s->blocking_tunnel || s->flow_paused))
+		session_stall_arm(s);
+}
+
+/*
+ * The bound on a session's buffer toward its local socket.
+ *
+ * Portal, toward a revsock bridge: at the bound the portal asks the bridge to
+ * stop reading this session's service (Control flow_pause, proto/reverse.proto)
+ * and keeps reading the tunnel, so the other sessions keep their throughput;
+ * what was already on its way lands in the buffer, up to twice the bound.  A
+ * bridge that ignores the message (V2Ray) lets the buffer reach twice the
+ * bound, and then, as everywhere else (the bridge side, UDP, no control
+ * session), the tunnel's reads pause until the buffer is down to half the
+ * bound.  Either way the stall timer ends a session whose consumer makes no
+ * progress for sessionStallTimeout while its buffer is full.
+ */
 static void session_check_bound(struct session *s)
 {
 	struct tunnel *t = s->t;
 	size_t limit = t->px->cfg->revsock.session_buffer_bytes;
 
-	if (s->to_local.bytes >= limit && !s->blocking_tunnel) {
+	if (!s->flow_paused && s->to_local.bytes >= limit && t->role == TUNNEL_PORTAL &&
+	    s->kind == SESSION_TCP && portal_send_flow(t, s->id, true) == 0) {
+		s->flow_paused = true;
+		if (!s->blocking_tunnel)
+			session_stall_arm(s);
+		log_debug("tunnel %llu session %u: buffer full (%zu bytes), asked the bridge to pause it",
+			  (unsigned long long)t->id, s->id, s->to_local.bytes);
+	}
+	if (s->to_local.bytes >= (s->flow_paused ? 2 * limit : limit) && !s->blocking_tunnel) {
 		/* a tunnel with a stream parser cannot really be paused: kpath.c
 		 * watches what piles up and takes it off the kernel path if needed */
 		kpath_tunnel_hold(t);
 		s->blocking_tunnel = true;
 		t->rx_blocked_by = s;
-		loop_timer_arm(t->px->loop, &s->stall, t->px->cfg->revsock.session_stall_timeout_s * 1000ULL,
-			       session_stall_fired, s);
+		session_stall_arm(s);
+		if (t->role == TUNNEL_BRIDGE)
+			bridge_lift_pauses(t);
 		log_debug("tunnel %llu session %u: buffer full (%zu bytes), tunnel paused",
 			  (unsigned long long)t->id, s->id, s->to_local.bytes);
 	} else if (s->blocking_tunnel && s->to_local.bytes <= limit / 2) {
 		session_unblock_tunnel(s);
 	}
+	if (s->flow_paused && s->to_local.bytes <= limit / 2) {
+		s->flow_paused = false;
+		portal_send_flow(t, s->id, false);
+		if (!s->blocking_tunnel)
+			loop_timer_disarm(t->px->loop, &s->stall);
+	}
+}
+
+void tunnel_flow_resume_all(struct tunnel *t)
+{
+	struct session *s, *tmp;
+
+	HASH_ITER(hh, t->sessions, s, tmp) {
+		if (!s->flow_paused)
+			continue;
+		portal_send_flow(t, s->id, false);
+		s->flow_paused = false;
+		if (!s->blocking_tunnel)
+			loop_timer_disarm(t->px->loop, &s->stall);
+	}
+}
+
+/* Bridge: the portal's flow_pause / flow_resume for this session. */
+void session_peer_flow(struct session *s, bool pause)
+{
+	if (s->dead || s->peer_paused == pause)
+		return;
+	s->peer_paused = pause;
+	log_debug("tunnel %llu session %u: the portal asked to %s it", (unsigned long long)s->t->id, s->id,
+		  pause ? "pause" : "resume");
+	if (!pause && s->io.fd >= 0 && !s->connecting)
+		waitq_push(s->t, s); /* the socket may hold what we left unread: read it soon */
+}
+
+/*
+ * Bridge: a session's buffer toward its service blocks the tunnel's reads.
+ * Then no flow_resume from the portal can be read, and a pause must not
+ * outlast that: an echo service stops reading while its replies cannot be
+ * sent, its replies wait on a paused session, the resume waits behind the
+ * tunnel's unread bytes: a deadlock the stall timer would end after 5 s
+ * (seen in the suite's tcp_echo).  So every pause is lifted while the reads
+ * are blocked; the portal falls back to pausing its own reads at twice the
+ * bound if the session keeps coming.
+ */
+static void bridge_lift_pauses(struct tunnel *t)
+{
+	struct session *s, *tmp;
+
+	HASH_ITER(hh, t->sessions, s, tmp)
+		session_peer_flow(s, false);
 }
 
 static void rx_resume(struct loop *l, void *ctx)
@@ -504,10 +590,8 @@ static void session_flush_local(struct session *s)
 		s->delivered += (size_t)w;
 		progress = true;
 	}
-	if (progress && s->blocking_tunnel) {
-		loop_timer_arm(s->t->px->loop, &s->stall,
-			       s->t->px->cfg->revsock.session_stall_timeout_s * 1000ULL, session_stall_fired, s);
-	}
+	if (progress)
+		session_note_progress(s);
 	session_check_bound(s);
 	if (s->dead)
 		return;
@@ -709,7 +793,7 @@ static void session_pump_up(struct session *s)
 	uint8_t *buf = t->px->scratch;
 	size_t budget = UP_BUDGET;
 
-	while (s->local_readable && !s->dead && !s->local_eof) {
+	while (s->local_readable && !s->dead && !s->local_eof && !s->peer_paused) {
 		ssize_t n;
 
 		if (t->out.bytes >= TUNNEL_OUT_HIGH || t->connecting) {
@@ -899,7 +983,12 @@ static void frame_end(struct tunnel *t, const struct mux_frame *f)
 		break;
 	case CUR_END:
 		if (t->role == TUNNEL_BRIDGE && f->session_id == MUX_CONTROL_SESSION_ID && t->control_open) {
+			struct session *tmp;
+
 			t->control_open = false;
+			/* no flow_resume can come any more */
+			HASH_ITER(hh, t->sessions, s, tmp)
+				session_peer_flow(s, false);
 			break;
 		}
 		s = session_find(t, f->session_id);

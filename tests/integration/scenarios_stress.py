@@ -341,6 +341,11 @@ SLOW_V2RAY = ("portal is V2Ray: it delivers downloads without per-session flow c
               "slow user holds up the whole tunnel (spec §1.7)")
 
 
+# Beside a 1 MB/s consumer, a download between a revsock portal and bridge keeps at
+# least this share of its speed alone (per-session flow control).
+FAST_KEEPS = 0.5
+
+
 def _portal_is_v2ray(pairing):
     return PAIRINGS[pairing][0] == "v2ray"
 
@@ -449,15 +454,20 @@ def slow_consumer(env, slow_total=256 * MIB, rate=1_000_000, slow_s=8.0, fast_mi
           % (slow["how"], figures))
     check(got_c == n_fast, "fast download beside the slow one did not complete within %.0fs "
           "(%s)" % (fast_deadline_s, figures))
-    # Mux.Cool has no per-session flow control: the only brake on a consumer that falls
-    # behind is to stop reading the tunnel (TCP backpressure to the sender), and the other
-    # sessions on that tunnel wait behind it, as in V2Ray (but memory stays bounded and the
-    # stall timer still ends a consumer that stops).  Both engines do this (the kernel
-    # engine hands such a tunnel back to userspace: a stream parser cannot be paused), so
-    # the fast session's speed beside the slow one is reported, not asserted: it must
-    # complete byte-exact and the slow one must get correct bytes.
+    # Mux.Cool has no per-session flow control: toward a V2Ray bridge the only brake on a
+    # consumer that falls behind is to stop reading the tunnel (TCP backpressure to the
+    # sender), and the other sessions on that tunnel wait behind it (memory stays bounded
+    # and the stall timer still ends a consumer that stops): reported, not asserted.  A
+    # revsock portal asks a revsock bridge to stop reading the slow session's service
+    # (Control flow_pause, proto/reverse.proto) and keeps reading the tunnel, so there
+    # the other session must keep its throughput, on either engine.
     check(drop < 512 * MIB, "MemAvailable dropped by %.0f MiB (>= 512 MiB): %s"
           % (drop / MIB, figures))
+    if PAIRINGS[env.pairing] == ("revsock", "revsock"):
+        check(rate_c >= FAST_KEEPS * rate_alone,
+              "the fast download beside the slow one ran at %.0f %% of its speed alone "
+              "(< %.0f %%): %s" % (100 * rate_c / rate_alone, 100 * FAST_KEEPS, figures))
+        figures += "; fast kept %.0f %% of its speed alone" % (100 * rate_c / rate_alone)
     _alive(env)
     return figures
 

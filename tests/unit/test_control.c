@@ -223,6 +223,71 @@ static void test_control_decode_last_state_wins(void **state)
 	assert_int_equal(st, CONTROL_DRAIN);
 }
 
+/* revsock's flow-control extension: fields 1001/1002, packed (proto3), no
+ * random bytes; what V2Ray's bridge sees is an ACTIVE message with unknown fields. */
+static void test_control_flow_golden_bytes(void **state)
+{
+	uint8_t buf[64], want[64];
+	const uint16_t five = 5, seven = 7, ids[3] = { 2, 300, 65535 };
+	enum control_state st = CONTROL_DRAIN;
+	ssize_t n;
+	size_t wn;
+
+	n = control_encode_flow(buf, sizeof(buf), CONTROL_ACTIVE, &five, 1, NULL, 0);
+	wn = hex2bin("ca 3e 01 05", want, sizeof(want)); /* key (1001 << 3 | 2), len 1, 5 */
+	assert_int_equal(n, wn);
+	assert_memory_equal(buf, want, wn);
+	n = control_encode_flow(buf, sizeof(buf), CONTROL_ACTIVE, NULL, 0, &seven, 1);
+	wn = hex2bin("d2 3e 01 07", want, sizeof(want)); /* key (1002 << 3 | 2) */
+	assert_int_equal(n, wn);
+	assert_memory_equal(buf, want, wn);
+	n = control_encode_flow(buf, sizeof(buf), CONTROL_ACTIVE, ids, 3, NULL, 0);
+	wn = hex2bin("ca 3e 06 02 ac 02 ff ff 03", want, sizeof(want));
+	assert_int_equal(n, wn);
+	assert_memory_equal(buf, want, wn);
+	/* the V2Ray-compatible decoder: an ACTIVE message */
+	assert_int_equal(control_decode(buf, (size_t)n, &st), 0);
+	assert_int_equal(st, CONTROL_ACTIVE);
+}
+
+static void test_control_flow_round_trip_and_limits(void **state)
+{
+	uint16_t many[CONTROL_FLOW_MAX + 1];
+	uint8_t buf[1024];
+	struct control_msg m;
+	ssize_t n;
+
+	for (size_t i = 0; i <= CONTROL_FLOW_MAX; i++)
+		many[i] = (uint16_t)(2 + i * 1000);
+	n = control_encode_flow(buf, sizeof(buf), CONTROL_DRAIN, many, CONTROL_FLOW_MAX, many + 1, 2);
+	assert_true(n > 0);
+	assert_true(n < 2048); /* one V2Ray buffer */
+	assert_int_equal(control_decode_msg(buf, (size_t)n, &m), 0);
+	assert_int_equal(m.state, CONTROL_DRAIN);
+	assert_int_equal(m.npause, CONTROL_FLOW_MAX);
+	assert_memory_equal(m.pause, many, CONTROL_FLOW_MAX * sizeof(uint16_t));
+	assert_int_equal(m.nresume, 2);
+	assert_int_equal(m.resume[0], many[1]);
+	assert_int_equal(m.resume[1], many[2]);
+	assert_int_equal(control_encode_flow(buf, sizeof(buf), CONTROL_ACTIVE, many, CONTROL_FLOW_MAX + 1, NULL, 0),
+			 -EINVAL);
+	assert_int_equal(control_encode_flow(buf, sizeof(buf), CONTROL_ACTIVE, NULL, 0, NULL, 0), -EINVAL);
+	assert_int_equal(control_encode_flow(buf, sizeof(buf), 7, many, 1, NULL, 0), -EINVAL);
+	assert_int_equal(control_encode_flow(buf, 3, CONTROL_ACTIVE, many, 1, NULL, 0), -ENOSPC);
+	/* a heartbeat as V2Ray sends it carries no flow ids */
+	n = (ssize_t)hex2bin("9a 06 03 01 02 03", buf, sizeof(buf));
+	assert_int_equal(control_decode_msg(buf, (size_t)n, &m), 0);
+	assert_int_equal(m.state, CONTROL_ACTIVE);
+	assert_int_equal(m.npause + m.nresume, 0);
+	/* ids 0 and > 65535 are not sessions: ignored; unpacked encoding accepted too */
+	n = (ssize_t)hex2bin("ca 3e 07 00 80 80 04 09 ac 02 c8 3e 0b", buf, sizeof(buf));
+	assert_int_equal(control_decode_msg(buf, (size_t)n, &m), 0);
+	assert_int_equal(m.npause, 3);
+	assert_int_equal(m.pause[0], 9);
+	assert_int_equal(m.pause[1], 300);
+	assert_int_equal(m.pause[2], 11);
+}
+
 static void test_control_decode_rejects_malformed_message(void **state)
 {
 	static const char *const bad[] = {
@@ -272,6 +337,8 @@ int main(void)
 		cmocka_unit_test(test_control_decode_reports_unknown_state_as_is),
 		cmocka_unit_test(test_control_decode_last_state_wins),
 		cmocka_unit_test(test_control_decode_rejects_malformed_message),
+		cmocka_unit_test(test_control_flow_golden_bytes),
+		cmocka_unit_test(test_control_flow_round_trip_and_limits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
