@@ -166,20 +166,13 @@ void bridge_control_block(struct tunnel *t, const uint8_t *data, size_t len)
 		log_warn("tunnel %llu: unparsable Control message (%zu bytes) ignored", (unsigned long long)t->id, len);
 		return;
 	}
-	/* revsock's flow control (a revsock portal): ids of sessions whose
-	 * service we should stop / start reading again */
-	for (size_t i = 0; i < m.npause; i++) {
-		struct session *s = session_find(t, m.pause[i]);
-
-		if (s)
-			session_peer_flow(s, true);
+	/* revsock's flow control (a revsock portal) */
+	if (m.revsock && !t->peer_revsock) {
+		t->peer_revsock = true;
+		log_debug("tunnel %llu: the portal is revsock: per-session flow control both ways",
+			  (unsigned long long)t->id);
 	}
-	for (size_t i = 0; i < m.nresume; i++) {
-		struct session *s = session_find(t, m.resume[i]);
-
-		if (s)
-			session_peer_flow(s, false);
-	}
+	tunnel_peer_flow(t, &m);
 	state = m.state;
 	if (state == CONTROL_DRAIN && !t->draining) {
 		t->draining = true;

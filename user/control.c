@@ -60,6 +60,18 @@ ssize_t control_encode_flow(uint8_t *buf, size_t cap, enum control_state state, 
 	return (ssize_t)v2ray__core__app__reverse__control__pack(&msg, buf);
 }
 
+ssize_t control_encode_revsock_hello(uint8_t *buf, size_t cap)
+{
+	V2ray__Core__App__Reverse__Control msg = V2RAY__CORE__APP__REVERSE__CONTROL__INIT;
+	size_t size;
+
+	msg.revsock = 1;
+	size = v2ray__core__app__reverse__control__get_packed_size(&msg);
+	if (size > cap)
+		return -ENOSPC;
+	return (ssize_t)v2ray__core__app__reverse__control__pack(&msg, buf);
+}
+
 static size_t copy_ids(uint16_t *dst, const uint32_t *src, size_t n)
 {
 	size_t k = 0;
@@ -79,6 +91,7 @@ int control_decode_msg(const uint8_t *buf, size_t len, struct control_msg *out)
 	if (!msg)
 		return -EBADMSG;
 	out->state = (enum control_state)msg->state;
+	out->revsock = msg->revsock;
 	out->npause = copy_ids(out->pause, msg->flow_pause, msg->n_flow_pause);
 	out->nresume = copy_ids(out->resume, msg->flow_resume, msg->n_flow_resume);
 	v2ray__core__app__reverse__control__free_unpacked(msg, NULL);

@@ -42,6 +42,7 @@ int control_decode(const uint8_t *buf, size_t len, enum control_state *state);
 
 struct control_msg {
 	enum control_state state;
+	uint32_t revsock; /* field 1003: the sender is a revsock portal that reads flow messages (1) */
 	uint16_t pause[CONTROL_FLOW_MAX], resume[CONTROL_FLOW_MAX];
 	size_t npause, nresume;
 };
@@ -51,6 +52,9 @@ struct control_msg {
  * -ENOSPC. */
 ssize_t control_encode_flow(uint8_t *buf, size_t cap, enum control_state state, const uint16_t *pause,
 			    size_t npause, const uint16_t *resume, size_t nresume);
+
+/* Encode Control{revsock: 1}: a revsock portal's hello on its new control session. */
+ssize_t control_encode_revsock_hello(uint8_t *buf, size_t cap);
 
 /* Decode with the extension: ids that are 0 or over 65535 are ignored, lists
  * longer than CONTROL_FLOW_MAX are cut there.  0 or -EBADMSG. */

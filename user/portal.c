@@ -63,23 +63,6 @@ static int send_control(struct tunnel *t, enum control_state state, bool as_new)
 	return tunnel_send_frame(t, &f, msg, (size_t)n);
 }
 
-int portal_send_flow(struct tunnel *t, uint16_t sid, bool pause)
-{
-	uint8_t msg[16];
-	struct mux_frame f = { .session_id = MUX_CONTROL_SESSION_ID, .status = MUX_KEEP };
-	ssize_t n;
-
-	/* After DRAIN the control session is closed (and a flow message would
-	 * read as ACTIVE to a V2Ray bridge, which keeps only the last state). */
-	if (!t->control_open || t->draining)
-		return -ENOTCONN;
-	n = control_encode_flow(msg, sizeof(msg), CONTROL_ACTIVE, pause ? &sid : NULL, pause ? 1 : 0,
-				pause ? NULL : &sid, pause ? 0 : 1);
-	if (n < 0)
-		return (int)n;
-	return tunnel_send_frame(t, &f, msg, (size_t)n);
-}
-
 void portal_tunnel_start(struct tunnel *t)
 {
 	/* The control session is always the first id: 1. */
@@ -89,6 +72,16 @@ void portal_tunnel_start(struct tunnel *t)
 	if (send_control(t, CONTROL_ACTIVE, true) < 0) {
 		tunnel_close(t, "cannot open the control session");
 		return;
+	}
+	{
+		/* revsock's hello: a revsock bridge may send flow_pause/flow_resume
+		 * back on this session (a V2Ray bridge reads an ACTIVE message) */
+		uint8_t msg[8];
+		struct mux_frame f = { .session_id = MUX_CONTROL_SESSION_ID, .status = MUX_KEEP };
+		ssize_t n = control_encode_revsock_hello(msg, sizeof(msg));
+
+		if (n > 0)
+			tunnel_send_frame(t, &f, msg, (size_t)n);
 	}
 	loop_timer_arm(t->px->loop, &t->heartbeat, PORTAL_HEARTBEAT_MS, heartbeat_fired, t);
 }
@@ -106,7 +99,7 @@ static void heartbeat_fired(struct loop *l, void *ctx)
 		break;
 	case HEARTBEAT_DRAIN:
 		log_info("tunnel %llu draining after %u sessions", (unsigned long long)t->id, t->total_sessions);
-		tunnel_flow_resume_all(t); /* the control session closes: no resume could follow */
+		tunnel_flow_end(t); /* the control session closes: no resume could follow, either way */
 		t->draining = true;
 		if (send_control(t, CONTROL_DRAIN, false) == 0) {
 			struct mux_frame end = { .session_id = MUX_CONTROL_SESSION_ID, .status = MUX_END };
@@ -118,6 +111,19 @@ static void heartbeat_fired(struct loop *l, void *ctx)
 		return;
 	}
 	loop_timer_arm(l, &t->heartbeat, PORTAL_HEARTBEAT_MS, heartbeat_fired, t);
+}
+
+/* Control message from a revsock bridge on the control session (flow control). */
+void portal_control_block(struct tunnel *t, const uint8_t *data, size_t len)
+{
+	struct control_msg m;
+
+	if (control_decode_msg(data, len, &m) < 0) {
+		log_warn("tunnel %llu: unparsable Control message from the bridge (%zu bytes) ignored",
+			 (unsigned long long)t->id, len);
+		return;
+	}
+	tunnel_peer_flow(t, &m);
 }
 
 void portal_tunnel_accepted(struct portal *p, int fd, const char *peer)

@@ -98,8 +98,8 @@ struct session {
 
 	struct chunkq to_local;/* bytes from the tunnel not yet written locally */
 	bool blocking_tunnel;  /* to_local over the bound: the tunnel's reads wait */
-	bool flow_paused;      /* portal: asked the bridge to stop reading this session (Control flow_pause) */
-	bool peer_paused;      /* bridge: the portal asked us to stop reading this session's socket */
+	bool flow_paused;      /* we asked the peer to stop reading this session's socket (Control flow_pause) */
+	bool peer_paused;      /* the peer asked us to stop reading this session's socket */
 	struct loop_timer stall;
 	uint64_t delivered;    /* bytes written to the local socket */
 	uint64_t sent;         /* bytes framed toward the tunnel */
@@ -133,6 +133,7 @@ struct tunnel {
 	bool draining;         /* portal: DRAIN sent; bridge: DRAIN received */
 	bool suspended;        /* link trouble: no new sessions (netlink) */
 	bool control_open;     /* the control session (id 1) is live */
+	bool peer_revsock;     /* bridge: the portal said it reads flow messages (Control revsock) */
 
 	/* receive side */
 	struct mux_decoder dec;
@@ -269,7 +270,7 @@ struct session *session_new_bridge(struct tunnel *t, uint16_t id, enum session_k
 void chunkq_clear(struct chunkq *q);
 void session_abort(struct session *s);
 void session_note_progress(struct session *s); /* bytes reached the local socket (kernel path): the stall timer restarts */
-void session_peer_flow(struct session *s, bool pause); /* bridge: the portal's flow_pause / flow_resume */  /* End+Error to the peer, RST the local socket */
+void session_peer_flow(struct session *s, bool pause); /* the peer's flow_pause / flow_resume */  /* End+Error to the peer, RST the local socket */
 void session_flush(struct session *s);  /* write what is buffered toward the local socket */
 void tunnel_rx_ready(struct tunnel *t); /* the tunnel (or its mailbox) may have bytes */
 
@@ -282,9 +283,14 @@ struct session *portal_udp_session(struct portal *p, struct udp_inbound *uin,
 void portal_tunnel_start(struct tunnel *t);
 void portal_tunnel_gone(struct tunnel *t);
 void portal_session_gone(struct tunnel *t);
-/* Control flow_pause / flow_resume for one session; 0, or -errno (control session closed). */
-int portal_send_flow(struct tunnel *t, uint16_t sid, bool pause);
-void tunnel_flow_resume_all(struct tunnel *t); /* portal: flow_resume every paused session (before DRAIN) */
+void portal_control_block(struct tunnel *t, const uint8_t *data, size_t len);
+/* Per-session flow control (revsock's Control extension, tunnel.c):
+ * send flow_pause / flow_resume for one session: 0, or -errno (no control session, or a peer
+ * that would not read it); apply the peer's lists; end it all (control session closing). */
+struct control_msg;
+int tunnel_send_flow(struct tunnel *t, uint16_t sid, bool pause);
+void tunnel_peer_flow(struct tunnel *t, const struct control_msg *m);
+void tunnel_flow_end(struct tunnel *t);
 
 /* bridge.c */
 int bridge_start(struct bridge *b);

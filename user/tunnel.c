@@ -46,7 +46,7 @@ static void session_pump_up(struct session *s);
 static void session_flush_local(struct session *s);
 static void session_destroy(struct session *s);
 static void waitq_push(struct tunnel *t, struct session *s);
-static void bridge_lift_pauses(struct tunnel *t);
+static void tunnel_lift_peer_pauses(struct tunnel *t);
 
 /* A non-blocking connect: -1 still in progress, 0 connected, else its errno. */
 static int connect_result(int fd, uint32_t events)
@@ -371,12 +371,12 @@ static void session_check_bound(struct session *s)
 	struct tunnel *t = s->t;
 	size_t limit = t->px->cfg->revsock.session_buffer_bytes;
 
-	if (!s->flow_paused && s->to_local.bytes >= limit && t->role == TUNNEL_PORTAL &&
-	    s->kind == SESSION_TCP && portal_send_flow(t, s->id, true) == 0) {
+	if (!s->flow_paused && s->to_local.bytes >= limit && s->kind == SESSION_TCP &&
+	    tunnel_send_flow(t, s->id, true) == 0) {
 		s->flow_paused = true;
 		if (!s->blocking_tunnel)
 			session_stall_arm(s);
-		log_debug("tunnel %llu session %u: buffer full (%zu bytes), asked the bridge to pause it",
+		log_debug("tunnel %llu session %u: buffer full (%zu bytes), asked the peer to pause it",
 			  (unsigned long long)t->id, s->id, s->to_local.bytes);
 	}
 	if (s->to_local.bytes >= (s->flow_paused ? 2 * limit : limit) && !s->blocking_tunnel) {
@@ -386,8 +386,7 @@ static void session_check_bound(struct session *s)
 		s->blocking_tunnel = true;
 		t->rx_blocked_by = s;
 		session_stall_arm(s);
-		if (t->role == TUNNEL_BRIDGE)
-			bridge_lift_pauses(t);
+		tunnel_lift_peer_pauses(t);
 		log_debug("tunnel %llu session %u: buffer full (%zu bytes), tunnel paused",
 			  (unsigned long long)t->id, s->id, s->to_local.bytes);
 	} else if (s->blocking_tunnel && s->to_local.bytes <= limit / 2) {
@@ -395,49 +394,94 @@ static void session_check_bound(struct session *s)
 	}
 	if (s->flow_paused && s->to_local.bytes <= limit / 2) {
 		s->flow_paused = false;
-		portal_send_flow(t, s->id, false);
+		tunnel_send_flow(t, s->id, false);
 		if (!s->blocking_tunnel)
 			loop_timer_disarm(t->px->loop, &s->stall);
 	}
 }
 
-void tunnel_flow_resume_all(struct tunnel *t)
+/*
+ * Per-session flow control, revsock's Control extension (proto/reverse.proto):
+ * a side whose buffer toward a local socket is full asks the peer to stop
+ * reading that session's socket.  The portal always may (a V2Ray bridge
+ * ignores the message); the bridge only once the portal said it is revsock
+ * (a V2Ray portal does not read its control session).  Not after DRAIN: the
+ * control session is closing (and a V2Ray bridge would read the message as
+ * ACTIVE).
+ */
+int tunnel_send_flow(struct tunnel *t, uint16_t sid, bool pause)
+{
+	uint8_t msg[16];
+	struct mux_frame f = { .session_id = MUX_CONTROL_SESSION_ID, .status = MUX_KEEP };
+	ssize_t n;
+
+	if (!t->control_open || t->draining || (t->role == TUNNEL_BRIDGE && !t->peer_revsock))
+		return -ENOTCONN;
+	n = control_encode_flow(msg, sizeof(msg), CONTROL_ACTIVE, pause ? &sid : NULL, pause ? 1 : 0,
+				pause ? NULL : &sid, pause ? 0 : 1);
+	if (n < 0)
+		return (int)n;
+	return tunnel_send_frame(t, &f, msg, (size_t)n);
+}
+
+/* The peer's flow_pause / flow_resume lists. */
+void tunnel_peer_flow(struct tunnel *t, const struct control_msg *m)
+{
+	for (size_t i = 0; i < m->npause; i++) {
+		struct session *s = session_find(t, m->pause[i]);
+
+		/* not while our own reads are blocked: see tunnel_lift_peer_pauses */
+		if (s && !t->rx_blocked_by)
+			session_peer_flow(s, true);
+	}
+	for (size_t i = 0; i < m->nresume; i++) {
+		struct session *s = session_find(t, m->resume[i]);
+
+		if (s)
+			session_peer_flow(s, false);
+	}
+}
+
+/* The control session is closing: no flow message can pass any more.  Resume
+ * what we paused (while we still can send) and lift what the peer paused. */
+void tunnel_flow_end(struct tunnel *t)
 {
 	struct session *s, *tmp;
 
 	HASH_ITER(hh, t->sessions, s, tmp) {
-		if (!s->flow_paused)
-			continue;
-		portal_send_flow(t, s->id, false);
-		s->flow_paused = false;
-		if (!s->blocking_tunnel)
-			loop_timer_disarm(t->px->loop, &s->stall);
+		if (s->flow_paused) {
+			tunnel_send_flow(t, s->id, false);
+			s->flow_paused = false;
+			if (!s->blocking_tunnel)
+				loop_timer_disarm(t->px->loop, &s->stall);
+		}
+		session_peer_flow(s, false);
 	}
 }
 
-/* Bridge: the portal's flow_pause / flow_resume for this session. */
+/* The peer's flow_pause / flow_resume for this session. */
 void session_peer_flow(struct session *s, bool pause)
 {
 	if (s->dead || s->peer_paused == pause)
 		return;
 	s->peer_paused = pause;
-	log_debug("tunnel %llu session %u: the portal asked to %s it", (unsigned long long)s->t->id, s->id,
+	log_debug("tunnel %llu session %u: the peer asked to %s it", (unsigned long long)s->t->id, s->id,
 		  pause ? "pause" : "resume");
 	if (!pause && s->io.fd >= 0 && !s->connecting)
 		waitq_push(s->t, s); /* the socket may hold what we left unread: read it soon */
 }
 
 /*
- * Bridge: a session's buffer toward its service blocks the tunnel's reads.
- * Then no flow_resume from the portal can be read, and a pause must not
- * outlast that: an echo service stops reading while its replies cannot be
- * sent, its replies wait on a paused session, the resume waits behind the
- * tunnel's unread bytes: a deadlock the stall timer would end after 5 s
- * (seen in the suite's tcp_echo).  So every pause is lifted while the reads
- * are blocked; the portal falls back to pausing its own reads at twice the
- * bound if the session keeps coming.
+ * A session's buffer toward its local socket blocks this tunnel's reads.
+ * Then no flow_resume from the peer can be read, and a pause must not outlast
+ * that: an echo service stops reading while its replies cannot be sent, its
+ * replies wait on a paused session, the resume waits behind the tunnel's
+ * unread bytes: a deadlock the stall timer would end after 5 s (seen in the
+ * suite's tcp_echo).  So every pause is lifted while the reads are blocked;
+ * the peer falls back to pausing its own reads at twice the bound if the
+ * session keeps coming.
  */
-static void bridge_lift_pauses(struct tunnel *t)
+static void tunnel_lift_peer_pauses(struct tunnel *t)
 {
 	struct session *s, *tmp;
 
@@ -937,8 +981,8 @@ static void frame_begin(struct tunnel *t, const struct mux_frame *f)
 		t->cur_kind = s->kind == SESSION_TCP ? CUR_STREAM : CUR_DATAGRAM;
 		return;
 	case MUX_KEEP:
-		if (t->role == TUNNEL_BRIDGE && f->session_id == MUX_CONTROL_SESSION_ID && t->control_open) {
-			t->cur_kind = CUR_CONTROL;
+		if (f->session_id == MUX_CONTROL_SESSION_ID && t->control_open) {
+			t->cur_kind = CUR_CONTROL; /* bridge: the portal's; portal: a revsock bridge's flow messages */
 			return;
 		}
 		s = session_find(t, f->session_id);
@@ -978,17 +1022,17 @@ static void frame_end(struct tunnel *t, const struct mux_frame *f)
 			session_deliver_datagram(s, t->pkt, t->pkt_len);
 		break;
 	case CUR_CONTROL:
-		if (f->has_data && t->pkt_len)
-			bridge_control_block(t, t->pkt, t->pkt_len);
+		if (f->has_data && t->pkt_len) {
+			if (t->role == TUNNEL_BRIDGE)
+				bridge_control_block(t, t->pkt, t->pkt_len);
+			else
+				portal_control_block(t, t->pkt, t->pkt_len);
+		}
 		break;
 	case CUR_END:
 		if (t->role == TUNNEL_BRIDGE && f->session_id == MUX_CONTROL_SESSION_ID && t->control_open) {
-			struct session *tmp;
-
 			t->control_open = false;
-			/* no flow_resume can come any more */
-			HASH_ITER(hh, t->sessions, s, tmp)
-				session_peer_flow(s, false);
+			tunnel_flow_end(t); /* no flow message can pass any more */
 			break;
 		}
 		s = session_find(t, f->session_id);

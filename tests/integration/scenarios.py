@@ -427,6 +427,9 @@ def bridge_restart(env):
 # --------------------------------------------------------------------------------------
 # 6./7. a stalled session must not stall the others
 
+B_MAX_RTT_S = 1.0
+
+
 def _stall_common(env, port_a, what):
     if env.pairing != "revsock-revsock" and not env.opts.noskip:
         raise TestSkip(SPEC_17)
@@ -442,6 +445,10 @@ def _stall_common(env, port_a, what):
               "session B (%s stalled): %s" % (what, err or "%d/100 round trips" % done))
         info = "B: 100 round trips in %.2fs, max rtt %.0f ms" % (time.monotonic() - t_b,
                                                                   max_rtt * 1000)
+        # revsock portal and bridge pause A alone (per-session flow control, both ways), so
+        # B never waits for A's stall timer (it did, ~STALL_S, before that existed)
+        check(max_rtt < B_MAX_RTT_S, "session B waited %.0f ms for a round trip beside the "
+              "stalled A (limit %.0f ms): %s" % (max_rtt * 1000, B_MAX_RTT_S * 1000, info))
         return up, t_a, info
     except BaseException:
         up.abort()
@@ -484,10 +491,12 @@ def user_stops_reading(env):
 def service_stops_reading(env):
     up, t_a, info = _stall_common(env, env.p_stall, "service not reading")
     try:
-        time.sleep(0.2)
-        state = "still blocked" if up.is_alive() else "ended: %s" % (
-            type(up.error).__name__ if up.error else "completed")
-        return info + "; A %s after %.1fs, %d MiB sent" % (state, time.monotonic() - t_a,
+        # A itself must still be ended by the stall timer (paused or not, its buffer is full)
+        up.join(max(0.1, t_a + STALL_S + 6.0 - time.monotonic()))
+        check(not up.is_alive(), "session A (service not reading) still open %.0fs after it "
+              "stalled: %s" % (STALL_S + 6, info))
+        state = "ended: %s" % (type(up.error).__name__ if up.error else "completed")
+        return info + "; A %s after %.1fs, %d MiB sent" % (state, up.ended_at - t_a,
                                                           up.sent // MIB)
     finally:
         up.abort()

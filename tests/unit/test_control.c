@@ -248,6 +248,21 @@ static void test_control_flow_golden_bytes(void **state)
 	/* the V2Ray-compatible decoder: an ACTIVE message */
 	assert_int_equal(control_decode(buf, (size_t)n, &st), 0);
 	assert_int_equal(st, CONTROL_ACTIVE);
+	/* a revsock portal's hello: field 1003 varint 1 */
+	n = control_encode_revsock_hello(buf, sizeof(buf));
+	wn = hex2bin("d8 3e 01", want, sizeof(want));
+	assert_int_equal(n, wn);
+	assert_memory_equal(buf, want, wn);
+	st = CONTROL_DRAIN;
+	assert_int_equal(control_decode(buf, (size_t)n, &st), 0);
+	assert_int_equal(st, CONTROL_ACTIVE);
+	{
+		struct control_msg m;
+
+		assert_int_equal(control_decode_msg(buf, (size_t)n, &m), 0);
+		assert_int_equal(m.revsock, 1);
+		assert_int_equal(m.npause + m.nresume, 0);
+	}
 }
 
 static void test_control_flow_round_trip_and_limits(void **state)
