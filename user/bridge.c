@@ -171,6 +171,7 @@ void bridge_control_block(struct tunnel *t, const uint8_t *data, size_t len)
 		t->peer_revsock = true;
 		log_debug("tunnel %llu: the portal is revsock: per-session flow control both ways",
 			  (unsigned long long)t->id);
+		tunnel_send_revsock_hello(t); /* so the portal knows its pauses are honoured */
 	}
 	tunnel_peer_flow(t, &m);
 	state = m.state;

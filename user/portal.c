@@ -73,16 +73,9 @@ void portal_tunnel_start(struct tunnel *t)
 		tunnel_close(t, "cannot open the control session");
 		return;
 	}
-	{
-		/* revsock's hello: a revsock bridge may send flow_pause/flow_resume
-		 * back on this session (a V2Ray bridge reads an ACTIVE message) */
-		uint8_t msg[8];
-		struct mux_frame f = { .session_id = MUX_CONTROL_SESSION_ID, .status = MUX_KEEP };
-		ssize_t n = control_encode_revsock_hello(msg, sizeof(msg));
-
-		if (n > 0)
-			tunnel_send_frame(t, &f, msg, (size_t)n);
-	}
+	/* revsock's hello: a revsock bridge may send flow_pause/flow_resume back
+	 * on this session (a V2Ray bridge reads an ACTIVE message) */
+	tunnel_send_revsock_hello(t);
 	loop_timer_arm(t->px->loop, &t->heartbeat, PORTAL_HEARTBEAT_MS, heartbeat_fired, t);
 }
 
@@ -122,6 +115,11 @@ void portal_control_block(struct tunnel *t, const uint8_t *data, size_t len)
 		log_warn("tunnel %llu: unparsable Control message from the bridge (%zu bytes) ignored",
 			 (unsigned long long)t->id, len);
 		return;
+	}
+	if (m.revsock && !t->peer_revsock) {
+		t->peer_revsock = true; /* the bridge honours our pauses: more room for what is in flight */
+		log_debug("tunnel %llu: the bridge is revsock: per-session flow control both ways",
+			  (unsigned long long)t->id);
 	}
 	tunnel_peer_flow(t, &m);
 }

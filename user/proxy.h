@@ -133,7 +133,7 @@ struct tunnel {
 	bool draining;         /* portal: DRAIN sent; bridge: DRAIN received */
 	bool suspended;        /* link trouble: no new sessions (netlink) */
 	bool control_open;     /* the control session (id 1) is live */
-	bool peer_revsock;     /* bridge: the portal said it reads flow messages (Control revsock) */
+	bool peer_revsock;     /* the peer said it is revsock (Control revsock): it reads and honours flow messages */
 
 	/* receive side */
 	struct mux_decoder dec;
@@ -291,6 +291,7 @@ struct control_msg;
 int tunnel_send_flow(struct tunnel *t, uint16_t sid, bool pause);
 void tunnel_peer_flow(struct tunnel *t, const struct control_msg *m);
 void tunnel_flow_end(struct tunnel *t);
+void tunnel_send_revsock_hello(struct tunnel *t); /* Control{revsock: 1} on the control session */
 
 /* bridge.c */
 int bridge_start(struct bridge *b);

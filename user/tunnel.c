@@ -359,13 +359,26 @@ void session_note_progress(struct session *s)
  * Portal, toward a revsock bridge: at the bound the portal asks the bridge to
  * stop reading this session's service (Control flow_pause, proto/reverse.proto)
  * and keeps reading the tunnel, so the other sessions keep their throughput;
- * what was already on its way lands in the buffer, up to twice the bound.  A
+ * what was already on its way lands in the buffer (flow_block_at).  A
  * bridge that ignores the message (V2Ray) lets the buffer reach twice the
- * bound, and then, as everywhere else (the bridge side, UDP, no control
- * session), the tunnel's reads pause until the buffer is down to half the
- * bound.  Either way the stall timer ends a session whose consumer makes no
+ * bound, and then, as everywhere else (UDP, no control session), the
+ * tunnel's reads pause until the buffer is down to half the bound.  Either way the stall timer ends a session whose consumer makes no
  * progress for sessionStallTimeout while its buffer is full.
  */
+/*
+ * Where a session that asked its peer to pause pauses the whole tunnel: what
+ * was on its way when the pause left still arrives, up to the pipe between
+ * the two processes (our tunnel queue and both sockets' buffers: several MB
+ * on loopback; a slow TCG VM once passed twice the bound).  A peer that said
+ * it is revsock honours the pause, so only that pipe can come: four times the
+ * bound.  Otherwise (V2Ray ignores it) twice the bound, then the tunnel
+ * pauses as without flow control.
+ */
+static size_t flow_block_at(const struct tunnel *t, size_t limit)
+{
+	return t->peer_revsock ? 4 * limit : 2 * limit;
+}
+
 static void session_check_bound(struct session *s)
 {
 	struct tunnel *t = s->t;
@@ -379,7 +392,7 @@ static void session_check_bound(struct session *s)
 		log_debug("tunnel %llu session %u: buffer full (%zu bytes), asked the peer to pause it",
 			  (unsigned long long)t->id, s->id, s->to_local.bytes);
 	}
-	if (s->to_local.bytes >= (s->flow_paused ? 2 * limit : limit) && !s->blocking_tunnel) {
+	if (s->to_local.bytes >= (s->flow_paused ? flow_block_at(t, limit) : limit) && !s->blocking_tunnel) {
 		/* a tunnel with a stream parser cannot really be paused: kpath.c
 		 * watches what piles up and takes it off the kernel path if needed */
 		kpath_tunnel_hold(t);
@@ -422,6 +435,16 @@ int tunnel_send_flow(struct tunnel *t, uint16_t sid, bool pause)
 	if (n < 0)
 		return (int)n;
 	return tunnel_send_frame(t, &f, msg, (size_t)n);
+}
+
+void tunnel_send_revsock_hello(struct tunnel *t)
+{
+	uint8_t msg[8];
+	struct mux_frame f = { .session_id = MUX_CONTROL_SESSION_ID, .status = MUX_KEEP };
+	ssize_t n = control_encode_revsock_hello(msg, sizeof(msg));
+
+	if (n > 0)
+		tunnel_send_frame(t, &f, msg, (size_t)n);
 }
 
 /* The peer's flow_pause / flow_resume lists. */
