@@ -166,14 +166,7 @@ void bridge_control_block(struct tunnel *t, const uint8_t *data, size_t len)
 		log_warn("tunnel %llu: unparsable Control message (%zu bytes) ignored", (unsigned long long)t->id, len);
 		return;
 	}
-	/* revsock's flow control (a revsock portal) */
-	if (m.revsock && !t->peer_revsock) {
-		t->peer_revsock = true;
-		log_debug("tunnel %llu: the portal is revsock: per-session flow control both ways",
-			  (unsigned long long)t->id);
-		tunnel_send_revsock_hello(t); /* so the portal knows its pauses are honoured */
-	}
-	tunnel_peer_flow(t, &m);
+	tunnel_peer_flow(t, &m); /* revsock's flow control (a revsock portal) */
 	state = m.state;
 	if (state == CONTROL_DRAIN && !t->draining) {
 		t->draining = true;

@@ -12,11 +12,20 @@
 
 #include "reverse.pb-c.h"
 
+/* protobuf-c packs without a bound: size it first. */
+static ssize_t pack(const V2ray__Core__App__Reverse__Control *msg, uint8_t *buf, size_t cap)
+{
+	size_t size = v2ray__core__app__reverse__control__get_packed_size(msg);
+
+	if (size > cap)
+		return -ENOSPC;
+	return (ssize_t)v2ray__core__app__reverse__control__pack(msg, buf);
+}
+
 ssize_t control_encode(uint8_t *buf, size_t cap, enum control_state state,
 		       const uint8_t *random, size_t random_len)
 {
 	V2ray__Core__App__Reverse__Control msg = V2RAY__CORE__APP__REVERSE__CONTROL__INIT;
-	size_t size;
 
 	if (random_len > CONTROL_RANDOM_MAX || (random_len && !random))
 		return -EINVAL;
@@ -26,12 +35,7 @@ ssize_t control_encode(uint8_t *buf, size_t cap, enum control_state state,
 	msg.state = (V2ray__Core__App__Reverse__Control__State)state;
 	msg.random.len = random_len;
 	msg.random.data = (uint8_t *)random; /* pack only reads it */
-
-	/* protobuf-c packs without a bound: size it first. */
-	size = v2ray__core__app__reverse__control__get_packed_size(&msg);
-	if (size > cap)
-		return -ENOSPC;
-	return (ssize_t)v2ray__core__app__reverse__control__pack(&msg, buf);
+	return pack(&msg, buf, cap);
 }
 
 ssize_t control_encode_flow(uint8_t *buf, size_t cap, enum control_state state, const uint16_t *pause,
@@ -39,7 +43,6 @@ ssize_t control_encode_flow(uint8_t *buf, size_t cap, enum control_state state, 
 {
 	V2ray__Core__App__Reverse__Control msg = V2RAY__CORE__APP__REVERSE__CONTROL__INIT;
 	uint32_t p[CONTROL_FLOW_MAX], r[CONTROL_FLOW_MAX];
-	size_t size;
 
 	if (state != CONTROL_ACTIVE && state != CONTROL_DRAIN)
 		return -EINVAL;
@@ -54,22 +57,15 @@ ssize_t control_encode_flow(uint8_t *buf, size_t cap, enum control_state state, 
 	msg.flow_pause = p;
 	msg.n_flow_resume = nresume;
 	msg.flow_resume = r;
-	size = v2ray__core__app__reverse__control__get_packed_size(&msg);
-	if (size > cap)
-		return -ENOSPC;
-	return (ssize_t)v2ray__core__app__reverse__control__pack(&msg, buf);
+	return pack(&msg, buf, cap);
 }
 
 ssize_t control_encode_revsock_hello(uint8_t *buf, size_t cap)
 {
 	V2ray__Core__App__Reverse__Control msg = V2RAY__CORE__APP__REVERSE__CONTROL__INIT;
-	size_t size;
 
 	msg.revsock = 1;
-	size = v2ray__core__app__reverse__control__get_packed_size(&msg);
-	if (size > cap)
-		return -ENOSPC;
-	return (ssize_t)v2ray__core__app__reverse__control__pack(&msg, buf);
+	return pack(&msg, buf, cap);
 }
 
 static size_t copy_ids(uint16_t *dst, const uint32_t *src, size_t n)

@@ -722,9 +722,10 @@ static int mailbox_open(int mb[2])
  * the sockhash does not: bytes that arrived before the socket joined would
  * wait for the peer's next segment before the stream parser saw them (a peer
  * that sends its first frames and waits for the answer then waits forever;
- * seen under TCG).  Leaving it does not wake epoll for bytes that arrived
- * while the parser was stopping; the kick there did not stop those lost
- * wakeups in measurements (kpath.c polls SIOCINQ after a hand-back).
+ * seen under TCG).  Also used after the socket leaves the sockhash and by
+ * the watchdog (bpf_engine_tunnel_kick).  The "lost wakeups after leaving"
+ * once blamed on that path were a flaw of the daemon's own check (kpath.c
+ * kafter_poll).
  */
 static void kick_data_ready(int fd)
 {
@@ -1215,24 +1216,6 @@ int bpf_engine_session_info(const struct bpf_engine *e, uint32_t slot, struct re
 	return 0;
 }
 
-int64_t bpf_engine_session_held(const struct bpf_engine *e, uint32_t slot)
-{
-	const struct revsock_slot *s = slot_get(e, slot);
-	uint64_t written, redir, base;
-	int ret;
-
-	if (!s)
-		return -ENOENT;
-	redir = load_u64(&s->redir_bytes);
-	if (!redir)
-		return 0;
-	base = load_u64(&s->base);
-	ret = target_written(e->slot_fd[slot], &written, NULL);
-	if (ret)
-		return ret;
-	return written >= base + redir ? 0 : (int64_t)(base + redir - written);
-}
-
 int bpf_engine_session_backlog(const struct bpf_engine *e, uint32_t slot, int64_t *held, uint32_t *outq)
 {
 	const struct revsock_slot *s = slot_get(e, slot);
@@ -1249,6 +1232,15 @@ int bpf_engine_session_backlog(const struct bpf_engine *e, uint32_t slot, int64_
 	*outq = (uint32_t)(written - acked);
 	*held = !redir || written >= base + redir ? 0 : (int64_t)(base + redir - written);
 	return 0;
+}
+
+int64_t bpf_engine_session_held(const struct bpf_engine *e, uint32_t slot)
+{
+	int64_t held;
+	uint32_t outq;
+	int ret = bpf_engine_session_backlog(e, slot, &held, &outq);
+
+	return ret ? ret : held;
 }
 
 int bpf_engine_counters(const struct bpf_engine *e, struct revsock_counters *sum)

@@ -356,10 +356,11 @@ static void kwatch_tick(struct loop *l, void *ctx)
 			break;
 		case KWATCH_PARSER_KICK:
 			/* the first kick of an idle spell at info, the rest at debug */
-			log_msg(t->kw_parser.kicks == 1 ? LOG_LVL_INFO : LOG_LVL_DEBUG,"tunnel %llu: %llu received bytes not through the kernel's parser for %llu ms (an "
-				 "incomplete frame, or a parser that missed its wakeup): kicking it",
-				 (unsigned long long)t->id, (unsigned long long)(p.received - p.parsed),
-				 (unsigned long long)(now - t->kw_parser.idle_since));
+			log_msg(t->kw_parser.kicks == 1 ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+				"tunnel %llu: %llu received bytes not through the kernel's parser for %llu ms (an "
+				"incomplete frame, or a parser that missed its wakeup): kicking it",
+				(unsigned long long)t->id, (unsigned long long)(p.received - p.parsed),
+				(unsigned long long)(now - t->kw_parser.idle_since));
 			bpf_engine_tunnel_kick(e, t->kid);
 			break;
 		case KWATCH_PARSER_KICK_HELPED:

@@ -81,10 +81,10 @@ static const char *config_role(const struct config *c)
 
 /*
  * What `auto` prefers when both engines work on this kernel: userspace.
- * `make bench` (2026-12-04) measured the kernel engine at 0.53-0.57x the
- * userspace engine for one bulk stream, level for 8 streams, with higher
- * latency; its path moves ~1 GB/s of 64 KiB frames and cannot slow a faster
- * sender down, so such tunnels hand back to userspace.  README "Engines".
+ * `make bench` (2026-12-05) measured the kernel engine at 0.42-0.49x the
+ * userspace engine for one bulk stream, 0.83-0.92x for 8 streams, with higher
+ * latency; its path moves less than a loopback sender produces, so a bulk
+ * session keeps pausing at its bound.  README "Engines".
  */
 #define AUTO_PREFERS_KERNEL false
 

@@ -116,11 +116,6 @@ void portal_control_block(struct tunnel *t, const uint8_t *data, size_t len)
 			 (unsigned long long)t->id, len);
 		return;
 	}
-	if (m.revsock && !t->peer_revsock) {
-		t->peer_revsock = true; /* the bridge honours our pauses: more room for what is in flight */
-		log_debug("tunnel %llu: the bridge is revsock: per-session flow control both ways",
-			  (unsigned long long)t->id);
-	}
 	tunnel_peer_flow(t, &m);
 }
 

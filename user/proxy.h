@@ -268,9 +268,9 @@ void session_touch_udp(struct session *s);
 int session_attach_fd(struct session *s, int fd, bool connecting);
 struct session *session_new_bridge(struct tunnel *t, uint16_t id, enum session_kind kind);
 void chunkq_clear(struct chunkq *q);
-void session_abort(struct session *s);
+void session_abort(struct session *s);  /* End+Error to the peer, RST the local socket */
 void session_note_progress(struct session *s); /* bytes reached the local socket (kernel path): the stall timer restarts */
-void session_peer_flow(struct session *s, bool pause); /* the peer's flow_pause / flow_resume */  /* End+Error to the peer, RST the local socket */
+void session_peer_flow(struct session *s, bool pause); /* the peer's flow_pause / flow_resume */
 void session_flush(struct session *s);  /* write what is buffered toward the local socket */
 void tunnel_rx_ready(struct tunnel *t); /* the tunnel (or its mailbox) may have bytes */
 
@@ -286,7 +286,8 @@ void portal_session_gone(struct tunnel *t);
 void portal_control_block(struct tunnel *t, const uint8_t *data, size_t len);
 /* Per-session flow control (revsock's Control extension, tunnel.c):
  * send flow_pause / flow_resume for one session: 0, or -errno (no control session, or a peer
- * that would not read it); apply the peer's lists; end it all (control session closing). */
+ * that would not read it); apply a Control message from the peer (its hello, its lists);
+ * end it all (control session closing). */
 struct control_msg;
 int tunnel_send_flow(struct tunnel *t, uint16_t sid, bool pause);
 void tunnel_peer_flow(struct tunnel *t, const struct control_msg *m);

@@ -353,18 +353,15 @@ void session_note_progress(struct session *s)
 		session_stall_arm(s);
 }
 
-/*
- * The bound on a session's buffer toward its local socket.
- *
- * Portal, toward a revsock bridge: at the bound the portal asks the bridge to
- * stop reading this session's service (Control flow_pause, proto/reverse.proto)
- * and keeps reading the tunnel, so the other sessions keep their throughput;
- * what was already on its way lands in the buffer (flow_block_at).  A
- * bridge that ignores the message (V2Ray) lets the buffer reach twice the
- * bound, and then, as everywhere else (UDP, no control session), the
- * tunnel's reads pause until the buffer is down to half the bound.  Either way the stall timer ends a session whose consumer makes no
- * progress for sessionStallTimeout while its buffer is full.
- */
+/* Our pause of this session is over: tell the peer (if it can still hear it). */
+static void session_flow_resume(struct session *s)
+{
+	s->flow_paused = false;
+	tunnel_send_flow(s->t, s->id, false);
+	if (!s->blocking_tunnel)
+		loop_timer_disarm(s->t->px->loop, &s->stall);
+}
+
 /*
  * Where a session that asked its peer to pause pauses the whole tunnel: what
  * was on its way when the pause left still arrives, up to the pipe between
@@ -379,6 +376,18 @@ static size_t flow_block_at(const struct tunnel *t, size_t limit)
 	return t->peer_revsock ? 4 * limit : 2 * limit;
 }
 
+/*
+ * The bound on a session's buffer toward its local socket.
+ *
+ * At the bound a side asks its peer to stop reading this session's socket
+ * (Control flow_pause, tunnel_send_flow) and keeps reading the tunnel, so the
+ * other sessions keep their throughput; what was already on its way lands in
+ * the buffer (flow_block_at).  Without flow control (UDP, no control session,
+ * a bridge toward a V2Ray portal) or past flow_block_at, the tunnel's reads
+ * pause until the buffer is down to half the bound.  Either way the stall
+ * timer ends a session whose consumer makes no progress for
+ * sessionStallTimeout while its buffer is full.
+ */
 static void session_check_bound(struct session *s)
 {
 	struct tunnel *t = s->t;
@@ -405,12 +414,8 @@ static void session_check_bound(struct session *s)
 	} else if (s->blocking_tunnel && s->to_local.bytes <= limit / 2) {
 		session_unblock_tunnel(s);
 	}
-	if (s->flow_paused && s->to_local.bytes <= limit / 2) {
-		s->flow_paused = false;
-		tunnel_send_flow(t, s->id, false);
-		if (!s->blocking_tunnel)
-			loop_timer_disarm(t->px->loop, &s->stall);
-	}
+	if (s->flow_paused && s->to_local.bytes <= limit / 2)
+		session_flow_resume(s);
 }
 
 /*
@@ -422,34 +427,45 @@ static void session_check_bound(struct session *s)
  * control session is closing (and a V2Ray bridge would read the message as
  * ACTIVE).
  */
-int tunnel_send_flow(struct tunnel *t, uint16_t sid, bool pause)
+/* One encoded Control message (n bytes or -errno) as a Keep on the control session. */
+static int send_control_keep(struct tunnel *t, const uint8_t *msg, ssize_t n)
 {
-	uint8_t msg[16];
 	struct mux_frame f = { .session_id = MUX_CONTROL_SESSION_ID, .status = MUX_KEEP };
-	ssize_t n;
 
-	if (!t->control_open || t->draining || (t->role == TUNNEL_BRIDGE && !t->peer_revsock))
-		return -ENOTCONN;
-	n = control_encode_flow(msg, sizeof(msg), CONTROL_ACTIVE, pause ? &sid : NULL, pause ? 1 : 0,
-				pause ? NULL : &sid, pause ? 0 : 1);
 	if (n < 0)
 		return (int)n;
 	return tunnel_send_frame(t, &f, msg, (size_t)n);
 }
 
+int tunnel_send_flow(struct tunnel *t, uint16_t sid, bool pause)
+{
+	uint8_t msg[16];
+
+	if (!t->control_open || t->draining || (t->role == TUNNEL_BRIDGE && !t->peer_revsock))
+		return -ENOTCONN;
+	return send_control_keep(t, msg, control_encode_flow(msg, sizeof(msg), CONTROL_ACTIVE, pause ? &sid : NULL,
+							     pause ? 1 : 0, pause ? NULL : &sid, pause ? 0 : 1));
+}
+
 void tunnel_send_revsock_hello(struct tunnel *t)
 {
 	uint8_t msg[8];
-	struct mux_frame f = { .session_id = MUX_CONTROL_SESSION_ID, .status = MUX_KEEP };
-	ssize_t n = control_encode_revsock_hello(msg, sizeof(msg));
 
-	if (n > 0)
-		tunnel_send_frame(t, &f, msg, (size_t)n);
+	send_control_keep(t, msg, control_encode_revsock_hello(msg, sizeof(msg)));
 }
 
-/* The peer's flow_pause / flow_resume lists. */
+/* A Control message from the peer: its hello (it is revsock: it reads and
+ * honours flow messages; a bridge answers the portal's hello so the portal
+ * knows too), then its flow_pause / flow_resume lists. */
 void tunnel_peer_flow(struct tunnel *t, const struct control_msg *m)
 {
+	if (m->revsock && !t->peer_revsock) {
+		t->peer_revsock = true;
+		log_debug("tunnel %llu: the %s is revsock: per-session flow control both ways",
+			  (unsigned long long)t->id, t->role == TUNNEL_BRIDGE ? "portal" : "bridge");
+		if (t->role == TUNNEL_BRIDGE)
+			tunnel_send_revsock_hello(t);
+	}
 	for (size_t i = 0; i < m->npause; i++) {
 		struct session *s = session_find(t, m->pause[i]);
 
@@ -471,15 +487,10 @@ void tunnel_flow_end(struct tunnel *t)
 {
 	struct session *s, *tmp;
 
-	HASH_ITER(hh, t->sessions, s, tmp) {
-		if (s->flow_paused) {
-			tunnel_send_flow(t, s->id, false);
-			s->flow_paused = false;
-			if (!s->blocking_tunnel)
-				loop_timer_disarm(t->px->loop, &s->stall);
-		}
-		session_peer_flow(s, false);
-	}
+	HASH_ITER(hh, t->sessions, s, tmp)
+		if (s->flow_paused)
+			session_flow_resume(s);
+	tunnel_lift_peer_pauses(t);
 }
 
 /* The peer's flow_pause / flow_resume for this session. */
@@ -501,8 +512,8 @@ void session_peer_flow(struct session *s, bool pause)
  * replies wait on a paused session, the resume waits behind the tunnel's
  * unread bytes: a deadlock the stall timer would end after 5 s (seen in the
  * suite's tcp_echo).  So every pause is lifted while the reads are blocked;
- * the peer falls back to pausing its own reads at twice the bound if the
- * session keeps coming.
+ * the peer falls back to pausing its own reads (flow_block_at) if the session
+ * keeps coming.
  */
 static void tunnel_lift_peer_pauses(struct tunnel *t)
 {
